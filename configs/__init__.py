@@ -1,0 +1,1 @@
+"""Shipped training recipes (YAML, MindCV key names)."""

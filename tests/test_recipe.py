@@ -1,0 +1,98 @@
+"""Recipes: the shipped Ascend recipe is MindCV's, and bad input is one line naming the key."""
+import pytest
+import yaml
+
+from incv4.trainer import recipe as rc
+
+ASCEND = rc.shipped_path("inception_v4_ascend.yaml")
+
+PUBLISHED = dict(
+    mode=0, distribute=True, num_parallel_workers=8, val_while_train=True, dataset="imagenet", batch_size=32,
+    drop_remainder=True, image_resize=299, scale=[0.08, 1.0], ratio=[0.75, 1.333], hflip=0.5,
+    interpolation="bilinear", auto_augment="autoaug", re_prob=0.25, crop_pct=0.875, model="inception_v4",
+    num_classes=1000, keep_checkpoint_max=10, ckpt_save_dir="./ckpt", epoch_size=200, dataset_sink_mode=True,
+    amp_level="O2", loss="CE", label_smoothing=0.1, scheduler="warmup_cosine_decay", lr=0.045, min_lr=0.0,
+    decay_epochs=195, warmup_epochs=5, opt="momentum", momentum=0.9, weight_decay=0.00004, loss_scale=1024,
+    use_nesterov=False,
+    # MindCV's defaults for keys the recipe leaves out
+    seed=42, drop_rate=0.2,
+)
+
+
+def test_ascend_recipe_has_every_published_value():
+    recipe = rc.load(ASCEND)
+    for key, value in PUBLISHED.items():
+        assert recipe[key] == value, key
+    assert recipe.name == "inception_v4_ascend"
+    assert recipe.reference_global_batch == 256
+
+
+def test_shipped_recipes_validate():
+    for name in ("inception_v4_ascend.yaml", "inception_v4_cpu_demo.yaml"):
+        rc.load(rc.shipped_path(name))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("batch_size=0", "recipe key 'batch_size': must be > 0, got 0"),
+    ("image_resize=64", "recipe key 'image_resize': must be >= 75, got 64"),
+    ("hflip=1.5", "recipe key 'hflip': must be a probability in [0, 1], got 1.5"),
+    ("warmup_epochs=201", "recipe key 'warmup_epochs': 201 is more than epoch_size 200"),
+    ("batch_sise=32", "recipe key 'batch_sise': unknown key (did you mean 'batch_size'?)"),
+    ("lr=fast", "recipe key 'lr': must be a number, got 'fast'"),
+    ("distribute=maybe", "recipe key 'distribute': must be true or false, got 'maybe'"),
+    ("scale=[0.5]", "recipe key 'scale': must be a list of two numbers, got [0.5]"),
+    ("amp_level=O5", "recipe key 'amp_level': must be one of O0, O1, O2, O3; got 'O5'"),
+    ("dataset_download=true", "recipe key 'dataset_download': is not supported: incv4 never downloads data"),
+])
+def test_bad_values_are_one_line_naming_the_key(override, message):
+    with pytest.raises(rc.RecipeError) as info:
+        rc.load(ASCEND, [override])
+    assert str(info.value) == message
+    assert "\n" not in str(info.value)
+
+
+def test_overrides_are_yaml_typed():
+    recipe = rc.load(ASCEND, ["batch_size=16", "scale=[0.5, 1.0]", "val_while_train=false", "auto_augment=null"])
+    assert recipe.batch_size == 16 and recipe.scale == [0.5, 1.0]
+    assert recipe.val_while_train is False and recipe.auto_augment is None
+
+
+def test_explicit_flags_override_the_file(tmp_path):
+    recipe = rc.load(ASCEND, data_dir=str(tmp_path), ckpt_path=None)
+    assert recipe.data_dir == str(tmp_path) and recipe.ckpt_path == ""
+
+
+def test_broken_and_missing_files(tmp_path):
+    with pytest.raises(rc.RecipeError, match="recipe file '.*nope.yaml': not found"):
+        rc.load(str(tmp_path / "nope.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("batch_size: [1,\n")
+    with pytest.raises(rc.RecipeError, match="not valid YAML at line"):
+        rc.load(str(bad))
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(rc.RecipeError, match="must be a mapping"):
+        rc.load(str(listy))
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("lr: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(rc.RecipeError, match="not valid YAML"):
+        rc.load(str(evil))
+
+
+def test_missing_data_dir_and_split(tmp_path):
+    recipe = rc.load(ASCEND)
+    with pytest.raises(rc.RecipeError, match="recipe key 'data_dir': directory '/path/to/imagenet' does not exist"):
+        rc.require_data_dir(recipe, ["train", "val"])
+    (tmp_path / "train").mkdir()
+    recipe = rc.load(ASCEND, data_dir=str(tmp_path))
+    with pytest.raises(rc.RecipeError, match="has no 'val/' split folder"):
+        rc.require_data_dir(recipe, ["train", "val"])
+
+
+def test_recipe_round_trips_through_yaml():
+    recipe = rc.load(ASCEND)
+    again = rc.validate(yaml.safe_load(recipe.to_yaml()))
+    assert dict(again) == dict(recipe)

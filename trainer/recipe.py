@@ -1,0 +1,348 @@
+"""Training recipes: MindCV's YAML keys and defaults, validated before any work starts.
+
+A recipe is a flat mapping of MindCV's `config.py` keys, so a MindCV `inception_v4` YAML runs unchanged. Keys a
+recipe leaves out take MindCV's defaults. Every problem (unknown key, wrong type, impossible value) raises
+`RecipeError` with one line that names the key. This module imports nothing heavy: the CLI renders jobs with it.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Callable, Iterable, Mapping, Optional
+
+import yaml
+
+
+class RecipeError(ValueError):
+    """A recipe problem, described in one line that names the key."""
+
+
+@dataclass(frozen=True)
+class Key:
+    kind: str  # int | float | bool | str | pair | list
+    default: Any
+    check: Optional[Callable[[Any], Optional[str]]] = None  # returns a problem description or None
+    nullable: bool = False
+    choices: Optional[tuple] = None
+    help: str = ""
+
+
+def _at_least(low):
+    return lambda v: None if v >= low else f"must be >= {low}, got {v}"
+
+
+def _positive(v):
+    return None if v > 0 else f"must be > 0, got {v}"
+
+
+def _probability(v):
+    return None if 0.0 <= v <= 1.0 else f"must be a probability in [0, 1], got {v}"
+
+
+def _ordered_pair(v):
+    if v[0] <= 0 or v[1] <= 0 or v[0] > v[1]:
+        return f"must be [low, high] with 0 < low <= high, got {list(v)}"
+    return None
+
+
+def _unit_pair(v):
+    return _ordered_pair(v) or (None if v[1] <= 1.0 else f"must lie within (0, 1], got {list(v)}")
+
+
+IMAGENET_MEAN = [0.485 * 255, 0.456 * 255, 0.406 * 255]
+IMAGENET_STD = [0.229 * 255, 0.224 * 255, 0.225 * 255]
+
+# MindCV's config.py keys with MindCV's defaults (mindcv 0.3.0), plus incv4's own keys at the end.
+KEYS: dict[str, Key] = {
+    # system
+    "mode": Key("int", 0, choices=(0, 1), help="0 graph mode, 1 PyNative"),
+    "distribute": Key("bool", False),
+    "val_while_train": Key("bool", False),
+    "val_interval": Key("int", 1, _positive),
+    "log_interval": Key("int", 100, _positive, nullable=True),
+    "pretrained": Key("bool", False),
+    "ckpt_path": Key("str", ""),
+    "resume_opt": Key("bool", False),
+    "seed": Key("int", 42, _at_least(0)),
+    "device_target": Key("str", "Ascend", choices=("Ascend", "CPU", "GPU")),
+    # dataset
+    "dataset": Key("str", "imagenet", choices=("imagenet",)),
+    "data_dir": Key("str", "./"),
+    "train_split": Key("str", "train"),
+    "val_split": Key("str", "val"),
+    "dataset_download": Key("bool", False, lambda v: "is not supported: incv4 never downloads data" if v else None),
+    "num_parallel_workers": Key("int", 8, _positive),
+    "shuffle": Key("bool", True),
+    "num_samples": Key("int", None, _positive, nullable=True),
+    "batch_size": Key("int", 128, _positive),
+    "drop_remainder": Key("bool", True),
+    "aug_repeats": Key("int", 0, _at_least(0)),
+    # augmentation
+    "image_resize": Key("int", 224, _at_least(75)),
+    "scale": Key("pair", [0.08, 1.0], _unit_pair),
+    "ratio": Key("pair", [0.75, 1.333], _ordered_pair),
+    "hflip": Key("float", 0.5, _probability),
+    "vflip": Key("float", 0.0, _probability),
+    "color_jitter": Key("float", 0.4, _at_least(0), nullable=True),
+    "interpolation": Key("str", "bilinear", choices=("bilinear", "bicubic", "nearest", "area", "lanczos")),
+    "auto_augment": Key("str", None, nullable=True),
+    "aug_splits": Key("int", 0, _at_least(0)),
+    "re_prob": Key("float", 0.0, _probability),
+    "re_scale": Key("pair", [0.02, 0.33], _unit_pair),
+    "re_ratio": Key("pair", [0.3, 3.3], _ordered_pair),
+    "re_value": Key("float", 0),
+    "re_max_attempts": Key("int", 10, _positive),
+    "mean": Key("list", IMAGENET_MEAN),
+    "std": Key("list", IMAGENET_STD),
+    "crop_pct": Key("float", 0.875, lambda v: None if 0 < v <= 1 else f"must be in (0, 1], got {v}"),
+    "mixup": Key("float", 0.0, _at_least(0)),
+    "cutmix": Key("float", 0.0, _at_least(0)),
+    "cutmix_prob": Key("float", 1.0, _probability),
+    "mixup_prob": Key("float", 1.0, _probability),
+    "mixup_switch_prob": Key("float", 0.5, _probability),
+    "mixup_mode": Key("str", "batch", choices=("batch", "pair", "elem")),
+    "mixup_off_epoch": Key("float", 0.0, _at_least(0)),
+    # model
+    "model": Key("str", "inception_v4", choices=("inception_v4",)),
+    "num_classes": Key("int", 1000, _positive),
+    "in_channels": Key("int", 3, _positive),
+    "drop_rate": Key("float", 0.2, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {v}", nullable=True),
+    "drop_path_rate": Key("float", None, _probability, nullable=True),
+    "amp_level": Key("str", "O0", choices=("O0", "O1", "O2", "O3")),
+    "val_amp_level": Key("str", "O0", choices=("O0", "O1", "O2", "O3")),
+    "amp_cast_list": Key("str", None, nullable=True),
+    "keep_checkpoint_max": Key("int", 10, _positive),
+    "ckpt_save_dir": Key("str", "./ckpt"),
+    "ckpt_save_interval": Key("int", 1, _positive),
+    "ckpt_save_policy": Key("str", "latest_k", choices=("latest_k", "top_k"), nullable=True),
+    "epoch_size": Key("int", 90, _positive),
+    "dataset_sink_mode": Key("bool", True),
+    "ema": Key("bool", False),
+    "ema_decay": Key("float", 0.9999, _probability),
+    "clip_grad": Key("bool", False),
+    "clip_value": Key("float", 15.0, _positive),
+    "gradient_accumulation_steps": Key("int", 1, _positive),
+    # optimizer
+    "opt": Key("str", "adam", choices=("sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad", "lamb", "nadam")),
+    "momentum": Key("float", 0.9, _probability),
+    "weight_decay": Key("float", 1e-6, _at_least(0)),
+    "loss_scale_type": Key("str", "fixed", choices=("fixed", "dynamic", "auto")),
+    "loss_scale": Key("float", 1.0, _positive),
+    "dynamic_loss_scale": Key("bool", False),
+    "drop_overflow_update": Key("bool", False),
+    "use_nesterov": Key("bool", False),
+    "filter_bias_and_bn": Key("bool", True),
+    "eps": Key("float", 1e-10, _positive),
+    # scheduler
+    "scheduler": Key("str", "cosine_decay", choices=(
+        "constant", "cosine_decay", "exponential_decay", "step_decay", "multi_step_decay",
+        "warmup_cosine_decay", "one_cycle", "cyclic", "polynomial_decay")),
+    "lr": Key("float", 0.001, _positive),
+    "min_lr": Key("float", 1e-6, _at_least(0)),
+    "warmup_epochs": Key("int", 3, _at_least(0)),
+    "warmup_factor": Key("float", 0.0, _at_least(0)),
+    "decay_epochs": Key("int", 100, _at_least(0)),
+    "decay_rate": Key("float", 0.9, _positive),
+    "multi_step_decay_milestones": Key("list", [30, 60, 90]),
+    "lr_epoch_stair": Key("bool", False),
+    "num_cycles": Key("int", 1, _positive),
+    "cycle_decay": Key("float", 1.0, _positive),
+    # loss
+    "loss": Key("str", "CE", choices=("CE", "BCE")),
+    "label_smoothing": Key("float", 0.0, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {v}"),
+    "aux_factor": Key("float", 0.0, _at_least(0)),
+    "reduction": Key("str", "mean", choices=("mean", "sum", "none")),
+    # incv4's own keys (not MindCV's); defaults keep MindCV's behaviour
+    "bn_momentum": Key("float", 0.9997, lambda v: None if 0 < v < 1 else f"must be in (0, 1), got {v}",
+                       help="BatchNorm moving-average momentum (MindCV: 0.9997)"),
+    "bn_recalibrate_steps": Key("int", 0, _at_least(0),
+                                help="re-estimate BatchNorm statistics over this many training batches before eval"),
+    "max_nonfinite_steps": Key("int", 10, _positive,
+                               help="stop after this many non-finite losses in a row"),
+}
+
+# Keys MindCV accepts for ModelArts or downloads that mean nothing here; accepted so MindCV YAMLs load unchanged.
+IGNORED_KEYS = {"enable_modelarts", "multi_data_url", "data_url", "ckpt_url", "train_url", "config"}
+
+# Reference global batch of the published recipe: 8 cards x batch_size (the seed's table).
+REFERENCE_DEVICES = 8
+
+
+def _type_name(kind: str) -> str:
+    return {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+            "pair": "a list of two numbers", "list": "a list of numbers"}[kind]
+
+
+def _coerce(name: str, key: Key, value: Any) -> Any:
+    if value is None:
+        if key.nullable or key.default is None:
+            return None
+        raise RecipeError(f"recipe key '{name}': must be {_type_name(key.kind)}, got null")
+    kind = key.kind
+    ok = False
+    if kind == "bool":
+        ok = isinstance(value, bool)
+    elif kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind == "float":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok:
+            value = float(value)
+    elif kind == "str":
+        ok = isinstance(value, str)
+    elif kind in ("pair", "list"):
+        ok = isinstance(value, (list, tuple)) and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)
+        if ok and kind == "pair":
+            ok = len(value) == 2
+        if ok:
+            value = list(value)
+    if not ok:
+        raise RecipeError(f"recipe key '{name}': must be {_type_name(kind)}, got {value!r}")
+    if key.choices is not None and value not in key.choices:
+        raise RecipeError(f"recipe key '{name}': must be one of {', '.join(map(str, key.choices))}; got {value!r}")
+    if key.check is not None:
+        problem = key.check(value)
+        if problem:
+            raise RecipeError(f"recipe key '{name}': {problem}")
+    return value
+
+
+def _unknown_key_error(name: str) -> RecipeError:
+    close = difflib.get_close_matches(name, list(KEYS), n=1, cutoff=0.6)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return RecipeError(f"recipe key '{name}': unknown key{hint}")
+
+
+def _cross_checks(values: Mapping[str, Any]) -> None:
+    if values["warmup_epochs"] > values["epoch_size"]:
+        raise RecipeError(f"recipe key 'warmup_epochs': {values['warmup_epochs']} is more than "
+                          f"epoch_size {values['epoch_size']}")
+    if values["min_lr"] > values["lr"]:
+        raise RecipeError(f"recipe key 'min_lr': {values['min_lr']} is more than lr {values['lr']}")
+    if len(values["mean"]) != values["in_channels"] or len(values["std"]) != values["in_channels"]:
+        raise RecipeError(f"recipe key 'mean': mean and std need one value per input channel "
+                          f"({values['in_channels']})")
+    if any(s <= 0 for s in values["std"]):
+        raise RecipeError("recipe key 'std': every value must be > 0")
+
+
+class Recipe(dict):
+    """A validated recipe: every MindCV key present, with attribute access (`recipe.batch_size`)."""
+
+    name: str = "recipe"
+
+    def __getattr__(self, item):
+        try:
+            return self[item]
+        except KeyError:
+            raise AttributeError(item) from None
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(dict(self), sort_keys=False)
+
+    @property
+    def reference_global_batch(self) -> int:
+        return REFERENCE_DEVICES * self["batch_size"]
+
+
+def validate(raw: Mapping[str, Any], name: str = "recipe") -> Recipe:
+    """Check a raw mapping of recipe keys and fill in MindCV's defaults."""
+    if not isinstance(raw, Mapping):
+        raise RecipeError(f"recipe '{name}': must be a mapping of keys to values, got {type(raw).__name__}")
+    values: dict[str, Any] = {}
+    for k, v in raw.items():
+        if not isinstance(k, str):
+            raise RecipeError(f"recipe key {k!r}: keys must be strings")
+        if k in IGNORED_KEYS:
+            continue
+        if k not in KEYS:
+            raise _unknown_key_error(k)
+        values[k] = _coerce(k, KEYS[k], v)
+    full = {k: (values[k] if k in values else _default(key)) for k, key in KEYS.items()}
+    _cross_checks(full)
+    recipe = Recipe(full)
+    recipe.name = name
+    return recipe
+
+
+def _default(key: Key):
+    return list(key.default) if isinstance(key.default, list) else key.default
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key=value` from `--set`, the value read as YAML (so `true`, `3`, `[0.1, 1.0]` get their types)."""
+    if "=" not in text:
+        raise RecipeError(f"--set '{text}': expected key=value")
+    key, _, raw = text.partition("=")
+    key = key.strip()
+    if key not in KEYS and key not in IGNORED_KEYS:
+        raise _unknown_key_error(key)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise RecipeError(f"recipe key '{key}': value {raw!r} is not valid YAML ({_first_line(err)})") from None
+    return key, value
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def read_yaml(path: str) -> dict:
+    """Load a recipe file (safely) into a raw mapping, with one-line errors for missing or broken files."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise RecipeError(f"recipe file '{path}': not found") from None
+    except OSError as err:
+        raise RecipeError(f"recipe file '{path}': cannot be read ({err.strerror})") from None
+    return parse_yaml_text(text, path)
+
+
+def parse_yaml_text(text: str, name: str) -> dict:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise RecipeError(f"recipe file '{name}': not valid YAML{where}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise RecipeError(f"recipe file '{name}': must be a mapping of keys to values")
+    return raw
+
+
+def load(path: Optional[str] = None, overrides: Iterable[str] = (), **explicit: Any) -> Recipe:
+    """Load a recipe file (or the defaults), apply `--set key=value` overrides, then explicit keyword overrides
+    (from dedicated CLI flags such as --data-dir; None means "not given"), and validate the result."""
+    raw = read_yaml(path) if path else {}
+    for text in overrides:
+        key, value = parse_override(text)
+        raw[key] = value
+    for key, value in explicit.items():
+        if value is not None:
+            raw[key] = value
+    name = os.path.splitext(os.path.basename(path))[0] if path else "defaults"
+    return validate(raw, name=name)
+
+
+def require_data_dir(recipe: Recipe, splits: Iterable[str]) -> None:
+    """Fail with one line before training when the data directory or a split is missing."""
+    data_dir = recipe["data_dir"]
+    if not data_dir or not os.path.isdir(data_dir):
+        raise RecipeError(f"recipe key 'data_dir': directory '{data_dir}' does not exist "
+                          f"(give --data-dir or set data_dir)")
+    for split in splits:
+        path = os.path.join(data_dir, split)
+        if not os.path.isdir(path):
+            raise RecipeError(f"recipe key 'data_dir': '{data_dir}' has no '{split}/' split folder")
+
+
+def shipped_path(name: str) -> str:
+    """Path of a recipe shipped with the package, e.g. `shipped_path('inception_v4_ascend.yaml')`."""
+    return str(resources.files("incv4.configs").joinpath(name))
