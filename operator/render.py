@@ -1,0 +1,242 @@
+"""JobSpec + recipe text -> the Kubernetes objects of one training run, as plain dicts. PURE: no I/O, no MindSpore,
+no kubernetes client. Modelled on TorchX's kubernetes_scheduler (a Volcano Job with one task per role).
+
+The Helm chart (charts/incv4) renders the SAME objects for the same settings; a parity test compares them, so keep
+key order and names deterministic and change both sides together.
+
+What the rendered Job does, and why:
+- Gang scheduling: minAvailable = nodes, so Volcano starts all pods or none (a partial ring would hang in HCCL).
+- One task `worker` with replicas = nodes; plugins `svc` (a headless Service + hostfiles, publishing not-ready
+  addresses so peers resolve each other before readiness) and `env` (VC_TASK_INDEX per pod); `incv4 launch` reads
+  both to form MindSpore's cluster.
+- Policies, first match wins in Volcano's controller: the trainer's permanent exit codes (2 usage, 4 diverged; see
+  incv4.trainer.exit_codes) abort the job instead of restarting it; any other pod failure or eviction restarts the
+  whole job (auto-resume continues from the last checkpoint), up to maxRetry; the task completing completes the job.
+- One pod per node (anti-affinity on volcano.sh/job-name): each pod owns all of its node's NPUs it asks for.
+- Least privilege: not privileged, no privilege escalation, all capabilities dropped, read-only root filesystem,
+  non-root user, RuntimeDefault seccomp, no service-account token. The Ascend device plugin allocates the chips and
+  the container runtime (Ascend Docker Runtime) mounts /dev/davinci*, /dev/davinci_manager, /dev/devmm_svm and
+  /dev/hisi_hdc; those device nodes are group-accessible to HwHiAiUser, so no capability is needed: the user only
+  has to run in that group (run_as_user / run_as_group). The driver's libraries come from a read-only hostPath.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from incv4.operator.spec import TASK_NAME, JobSpec
+from incv4.trainer import exit_codes
+
+API_VERSION = "batch.volcano.sh/v1alpha1"
+CONTAINER_NAME = "trainer"
+RECIPE_DIR = "/etc/incv4"
+RECIPE_FILE = "recipe.yaml"
+RECIPE_PATH = f"{RECIPE_DIR}/{RECIPE_FILE}"
+DATA_MOUNT = "/data"
+CKPT_MOUNT = "/ckpt"
+SCRATCH_MOUNT = "/tmp"  # HOME and working directory: MindSpore writes logs and compile caches there
+ASCEND_DRIVER_PATH = "/usr/local/Ascend/driver"
+METRICS_PORT_NAME = "metrics"
+VOLCANO_JOB_NAME_LABEL = "volcano.sh/job-name"  # Volcano puts it on every pod of a job
+ASCEND_POD_LABEL = "ring-controller.atlas"
+ASCEND_NODE_LABEL = "accelerator-type"
+PERMANENT_EXIT_ACTION = "AbortJob"
+
+
+def configmap_name(spec: JobSpec) -> str:
+    return f"{spec.name}-recipe"
+
+
+def labels(spec: JobSpec) -> dict:
+    """The app.kubernetes.io labels on every object (the chart adds its own helm.sh/chart and managed-by)."""
+    return {
+        "app.kubernetes.io/name": "incv4",
+        "app.kubernetes.io/instance": spec.name,
+        "app.kubernetes.io/component": "trainer",
+        "app.kubernetes.io/part-of": "incv4",
+    }
+
+
+def launch_command(spec: JobSpec) -> list:
+    """The container's command: `incv4 launch` with the mounted recipe, the dataset and checkpoint mounts."""
+    cmd = ["incv4", "launch", "--config", RECIPE_PATH, "--data-dir", DATA_MOUNT]
+    for override in spec.recipe_overrides:
+        cmd += ["--set", override]
+    # Last, so a user's --set cannot point checkpoints away from the mounted volume.
+    cmd += ["--set", f"ckpt_save_dir={CKPT_MOUNT}", "--metrics-port", str(spec.metrics_port)]
+    return cmd
+
+
+def render_configmap(spec: JobSpec, recipe_text: str) -> dict:
+    """The recipe, verbatim, as a ConfigMap the pods mount at /etc/incv4/recipe.yaml."""
+    meta = {"name": configmap_name(spec), "namespace": spec.namespace, "labels": labels(spec)}
+    if spec.recipe:
+        meta["annotations"] = {"incv4.io/recipe-source": spec.recipe}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {RECIPE_FILE: recipe_text}}
+
+
+def _policies() -> list:
+    permanent = [{"exitCode": code, "action": PERMANENT_EXIT_ACTION} for code in exit_codes.PERMANENT]
+    return permanent + [{"events": ["PodEvicted", "PodFailed"], "action": "RestartJob"}]
+
+
+def _resources(spec: JobSpec) -> dict:
+    requests: dict = {}
+    limits: dict = {}
+    if spec.cpu:
+        requests["cpu"] = spec.cpu
+    if spec.memory:
+        requests["memory"] = spec.memory
+    resource = spec.chip_info.resource
+    if resource:
+        # Extended resources cannot be overcommitted: requests must equal limits.
+        requests[resource] = str(spec.npus)
+        limits[resource] = str(spec.npus)
+    out: dict = {}
+    if requests:
+        out["requests"] = requests
+    if limits:
+        out["limits"] = limits
+    return out
+
+
+def _env(spec: JobSpec) -> list:
+    env = [{"name": "HOME", "value": SCRATCH_MOUNT}]
+    resource = spec.chip_info.resource
+    if resource:
+        # The device plugin writes the chips it allocated (e.g. "Ascend910-0,Ascend910-1") into this pod annotation.
+        env.append({"name": "ASCEND_VISIBLE_DEVICES",
+                    "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{resource}']"}}})
+    env += [{"name": key, "value": spec.env[key]} for key in sorted(spec.env)]
+    return env
+
+
+def _volumes_and_mounts(spec: JobSpec) -> tuple:
+    volumes = [{"name": "recipe", "configMap": {"name": configmap_name(spec)}}]
+    mounts = [{"name": "recipe", "mountPath": RECIPE_DIR, "readOnly": True}]
+    if spec.dataset_pvc:
+        volumes.append({"name": "dataset",
+                        "persistentVolumeClaim": {"claimName": spec.dataset_pvc, "readOnly": True}})
+    else:
+        volumes.append({"name": "dataset", "hostPath": {"path": spec.dataset_host_path, "type": "Directory"}})
+    mounts.append({"name": "dataset", "mountPath": DATA_MOUNT, "readOnly": True})
+    if spec.ckpt_pvc:
+        volumes.append({"name": "ckpt", "persistentVolumeClaim": {"claimName": spec.ckpt_pvc}})
+    else:
+        # Without a PVC, checkpoints live as long as the pod: a RestartJob then starts over. Use --ckpt-pvc.
+        volumes.append({"name": "ckpt", "emptyDir": {}})
+    mounts.append({"name": "ckpt", "mountPath": CKPT_MOUNT})
+    volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.shm_size}})
+    mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    volumes.append({"name": "scratch", "emptyDir": {}})
+    mounts.append({"name": "scratch", "mountPath": SCRATCH_MOUNT})
+    if spec.chip_info.resource:
+        volumes.append({"name": "ascend-driver", "hostPath": {"path": ASCEND_DRIVER_PATH, "type": "Directory"}})
+        mounts.append({"name": "ascend-driver", "mountPath": ASCEND_DRIVER_PATH, "readOnly": True})
+    return volumes, mounts
+
+
+def _container(spec: JobSpec, mounts: list) -> dict:
+    container = {
+        "name": CONTAINER_NAME,
+        "image": spec.image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": launch_command(spec),
+        "workingDir": SCRATCH_MOUNT,
+        "env": _env(spec),
+        "ports": [{"name": METRICS_PORT_NAME, "containerPort": spec.metrics_port, "protocol": "TCP"}],
+    }
+    resources = _resources(spec)
+    if resources:
+        container["resources"] = resources
+    container["volumeMounts"] = mounts
+    container["securityContext"] = {
+        "privileged": False,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+    }
+    return container
+
+
+def _pod_labels(spec: JobSpec) -> dict:
+    out = labels(spec)
+    if spec.chip_info.pod_label:
+        out[ASCEND_POD_LABEL] = spec.chip_info.pod_label
+    return out
+
+
+def _node_selector(spec: JobSpec) -> Optional[dict]:
+    selector = {}
+    if spec.chip_info.accelerator_type:
+        selector[ASCEND_NODE_LABEL] = spec.chip_info.accelerator_type
+    for key in sorted(spec.node_selector):
+        selector[key] = spec.node_selector[key]
+    return selector or None
+
+
+def _pod_spec(spec: JobSpec) -> dict:
+    volumes, mounts = _volumes_and_mounts(spec)
+    pod: dict = {
+        "restartPolicy": "Never",  # Volcano's policies decide restarts, for the whole gang at once
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": spec.run_as_user,
+            "runAsGroup": spec.run_as_group,
+            "fsGroup": spec.run_as_group,
+            "fsGroupChangePolicy": "OnRootMismatch",  # never chown a whole dataset PVC at every start
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+            "labelSelector": {"matchLabels": {VOLCANO_JOB_NAME_LABEL: spec.name}},
+            "topologyKey": "kubernetes.io/hostname",
+        }]}},
+    }
+    selector = _node_selector(spec)
+    if selector:
+        pod["nodeSelector"] = selector
+    if spec.tolerations:
+        pod["tolerations"] = [dict(t) for t in spec.tolerations]
+    pod["containers"] = [_container(spec, mounts)]
+    pod["volumes"] = volumes
+    return pod
+
+
+def render_job(spec: JobSpec, recipe_text: str = "") -> dict:
+    """The batch.volcano.sh/v1alpha1 Job. `recipe_text` is unused here (it goes into the ConfigMap) but accepted so
+    callers can treat all renderers alike."""
+    del recipe_text
+    job_spec: dict = {
+        "schedulerName": "volcano",
+        "minAvailable": spec.nodes,
+        "queue": spec.queue,
+    }
+    if spec.priority_class:
+        job_spec["priorityClassName"] = spec.priority_class
+    job_spec["maxRetry"] = spec.max_retry
+    if spec.ttl_seconds is not None:
+        job_spec["ttlSecondsAfterFinished"] = spec.ttl_seconds
+    job_spec["policies"] = _policies()
+    job_spec["plugins"] = {"env": [], "svc": ["--publish-not-ready-addresses"]}
+    job_spec["tasks"] = [{
+        "name": TASK_NAME,
+        "replicas": spec.nodes,
+        "policies": [{"event": "TaskCompleted", "action": "CompleteJob"}],
+        "template": {
+            "metadata": {"labels": _pod_labels(spec)},
+            "spec": _pod_spec(spec),
+        },
+    }]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Job",
+        # The Ascend label on the Job too: Volcano copies job labels to the PodGroup, where MindCluster reads it.
+        "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": _pod_labels(spec)},
+        "spec": job_spec,
+    }
+
+
+def render_all(spec: JobSpec, recipe_text: str) -> list:
+    """Every object of a run, in the order to create them (the ConfigMap first: the pods mount it)."""
+    return [render_configmap(spec, recipe_text), render_job(spec)]

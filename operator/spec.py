@@ -1,0 +1,247 @@
+"""What a user asks for when running InceptionV4 on the cluster: the JobSpec, validated field by field.
+
+Every problem raises `SpecError` with one line that names the field, before anything is rendered or sent. The spec
+knows nothing about Kubernetes objects (that is render.py) and imports nothing heavy.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields
+from typing import Mapping, Optional, Sequence
+
+
+class SpecError(ValueError):
+    """A job spec problem, described in one line that names the field."""
+
+
+# Volcano's svc plugin gives every pod the hostname `<job>-<task>-<index>` (a DNS-1123 label, at most 63 chars) and
+# a Service named after the job (a DNS-1035 label: must start with a letter).
+TASK_NAME = "worker"
+DNS_LABEL_MAX = 63
+_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_DNS_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# An OCI image reference: [registry[:port]/]path[:tag][@digest]. Upper case is not allowed in the path.
+_IMAGE = re.compile(
+    r"^(?:(?:[a-zA-Z0-9-]+\.)*[a-zA-Z0-9-]+(?::[0-9]+)?/)?"  # optional registry (host[:port]/)
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"  # path
+    r"(?::[\w][\w.-]{0,127})?"  # tag
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"  # digest
+)
+# A Kubernetes resource quantity (e.g. 500m, 2, 64Gi, 1e3).
+_QUANTITY = re.compile(r"^([+]?[0-9.]+)([eE][-+]?[0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+_LABEL_NAME = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                         r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+NPU_CHOICES = (1, 2, 4, 8)
+
+
+@dataclass(frozen=True)
+class Chip:
+    """How one Ascend chip generation shows up in Kubernetes (Ascend Device Plugin / MindCluster docs)."""
+    resource: Optional[str]  # extended resource the device plugin advertises; None = a CPU-only job
+    pod_label: Optional[str]  # `ring-controller.atlas` pod label value (read by the device plugin and Volcano)
+    accelerator_type: Optional[str]  # node label `accelerator-type` of an 8-NPU training server
+
+
+CHIPS = {
+    # Atlas 800 training servers (Ascend 910): 8 NPUs on a module board, node label accelerator-type=module.
+    "910": Chip("huawei.com/Ascend910", "ascend-910", "module"),
+    # Atlas 800T A2 (Ascend 910B): still advertised as huawei.com/Ascend910; node label accelerator-type=module-910b-8.
+    "910B": Chip("huawei.com/Ascend910", "ascend-910b", "module-910b-8"),
+    # No NPUs: for a CPU-only smoke run (e.g. on kind); no device resource, no driver mounts, no node selector.
+    "cpu": Chip(None, None, None),
+}
+
+TOLERATION_OPERATORS = ("Equal", "Exists")
+TOLERATION_EFFECTS = ("", "NoSchedule", "PreferNoSchedule", "NoExecute")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One training run on the cluster. Defaults are the published recipe's shape: 1 node x 8 NPUs."""
+    name: str
+    image: str
+    namespace: str = "default"
+    nodes: int = 1
+    npus: int = 8
+    chip: str = "910"
+    # Where the recipe came from (for the ConfigMap's annotation and error messages); the text itself is passed to
+    # render separately so rendering stays pure.
+    recipe: Optional[str] = None
+    # `--set key=value` recipe overrides, passed to `incv4 launch` so the ConfigMap keeps the recipe file verbatim.
+    recipe_overrides: tuple = ()
+    dataset_pvc: Optional[str] = None
+    dataset_host_path: Optional[str] = None
+    ckpt_pvc: Optional[str] = None
+    queue: str = "default"
+    priority_class: Optional[str] = None
+    max_retry: int = 3
+    ttl_seconds: Optional[int] = None
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: Sequence[Mapping[str, object]] = ()
+    cpu: Optional[str] = None
+    memory: Optional[str] = None
+    shm_size: str = "16Gi"
+    metrics_port: int = 9400
+    env: Mapping[str, str] = field(default_factory=dict)
+    # The non-root user the trainer runs as. 1000 is HwHiAiUser in Ascend's images; it must be in the group that
+    # owns /dev/davinci* on the nodes (see README, "Security").
+    run_as_user: int = 1000
+    run_as_group: int = 1000
+
+    def __post_init__(self):
+        check(self)
+
+    @property
+    def chip_info(self) -> Chip:
+        return CHIPS[self.chip]
+
+
+def max_name_length(nodes: int) -> int:
+    """Longest job name whose pod hostnames `<name>-worker-<index>` stay within a DNS label."""
+    return DNS_LABEL_MAX - len(f"-{TASK_NAME}-") - len(str(max(nodes - 1, 0)))
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check(spec: JobSpec) -> None:
+    """Validate every field; raise SpecError naming the first bad one."""
+    _check_int("nodes", spec.nodes, low=1)
+    _check_name(spec.name, spec.nodes)
+    if not isinstance(spec.namespace, str) or not _DNS_1123.match(spec.namespace) or len(spec.namespace) > 63:
+        raise SpecError(f"namespace {spec.namespace!r}: must be a DNS-1123 label (lower-case letters, digits, '-')")
+    if not spec.image:
+        raise SpecError("image: missing (give --image, e.g. registry.example.com/incv4:0.1.0)")
+    if not isinstance(spec.image, str) or len(spec.image) > 512 or not _IMAGE.match(spec.image):
+        raise SpecError(f"image {spec.image!r}: not a valid image reference ([registry/]repository[:tag][@digest])")
+    if spec.chip not in CHIPS:
+        raise SpecError(f"chip {spec.chip!r}: unknown chip, expected one of {', '.join(CHIPS)}")
+    if not _is_int(spec.npus) or spec.npus not in NPU_CHOICES:
+        raise SpecError(f"npus {spec.npus!r}: NPUs per node must be one of {', '.join(map(str, NPU_CHOICES))}")
+    if not isinstance(spec.recipe_overrides, tuple) or not all(isinstance(s, str) and "=" in s
+                                                               for s in spec.recipe_overrides):
+        raise SpecError("recipe_overrides: must be a tuple of 'key=value' strings")
+    if spec.dataset_pvc and spec.dataset_host_path:
+        raise SpecError("dataset: give either a PVC (--dataset-pvc) or a host path (--dataset-host-path), not both")
+    if not spec.dataset_pvc and not spec.dataset_host_path:
+        raise SpecError("dataset: missing (give --dataset-pvc NAME or --dataset-host-path /PATH; mounted read-only)")
+    for label, value in (("dataset_pvc", spec.dataset_pvc), ("ckpt_pvc", spec.ckpt_pvc),
+                         ("priority_class", spec.priority_class)):
+        if value is not None and (not isinstance(value, str) or len(value) > 253
+                                  or not _DNS_1123_SUBDOMAIN.match(value)):
+            raise SpecError(f"{label} {value!r}: must be a DNS-1123 subdomain (lower-case letters, digits, '-', '.')")
+    if spec.dataset_host_path is not None and (not isinstance(spec.dataset_host_path, str)
+                                               or not spec.dataset_host_path.startswith("/")):
+        raise SpecError(f"dataset_host_path {spec.dataset_host_path!r}: must be an absolute path")
+    if not isinstance(spec.queue, str) or not _DNS_1123_SUBDOMAIN.match(spec.queue):
+        raise SpecError(f"queue {spec.queue!r}: must be a DNS-1123 subdomain (lower-case letters, digits, '-', '.')")
+    _check_int("max_retry", spec.max_retry, low=0)
+    if spec.ttl_seconds is not None:
+        _check_int("ttl_seconds", spec.ttl_seconds, low=0)
+    _check_int("metrics_port", spec.metrics_port, low=1, high=65535)
+    _check_int("run_as_user", spec.run_as_user, low=1)  # 0 would be root; the pod sets runAsNonRoot
+    _check_int("run_as_group", spec.run_as_group, low=0)
+    for label, value in (("cpu", spec.cpu), ("memory", spec.memory), ("shm_size", spec.shm_size)):
+        if value is not None and (not isinstance(value, str) or not _QUANTITY.match(value)
+                                  or not re.search(r"[1-9]", value)):
+            raise SpecError(f"{label} {value!r}: not a positive Kubernetes quantity (e.g. 16, 500m, 64Gi)")
+    _check_labels("node_selector", spec.node_selector)
+    for i, tol in enumerate(spec.tolerations):
+        _check_toleration(i, tol)
+    for key, value in spec.env.items():
+        if not isinstance(key, str) or not _ENV_NAME.match(key):
+            raise SpecError(f"env {key!r}: not a valid environment variable name")
+        if not isinstance(value, str):
+            raise SpecError(f"env {key}: value must be a string, got {value!r}")
+        if key == "ASCEND_VISIBLE_DEVICES":
+            raise SpecError("env ASCEND_VISIBLE_DEVICES: set by the Ascend device plugin, cannot be overridden")
+
+
+def _check_int(label: str, value, low: int, high: Optional[int] = None) -> None:
+    if not _is_int(value) or value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise SpecError(f"{label} {value!r}: must be an integer {bound}")
+
+
+def _check_name(name, nodes: int) -> None:
+    if not isinstance(name, str) or not name:
+        raise SpecError("name: missing (give --name)")
+    if not _DNS_1035.match(name):
+        raise SpecError(f"name {name!r}: must be a DNS-1035 label: lower-case letters, digits and '-', "
+                        f"starting with a letter and ending with a letter or digit")
+    limit = max_name_length(nodes)
+    if len(name) > limit:
+        raise SpecError(f"name {name!r}: {len(name)} characters is too long; at most {limit} so that pod hostnames "
+                        f"'{name[:8]}...-{TASK_NAME}-{nodes - 1}' stay within {DNS_LABEL_MAX}")
+
+
+def _check_labels(label: str, mapping: Mapping[str, str]) -> None:
+    for key, value in mapping.items():
+        if not isinstance(key, str) or not _LABEL_NAME.match(key):
+            raise SpecError(f"{label} {key!r}: not a valid label key")
+        if not isinstance(value, str) or not _LABEL_VALUE.match(value):
+            raise SpecError(f"{label} {key}={value!r}: not a valid label value")
+
+
+def _check_toleration(index: int, tol: Mapping[str, object]) -> None:
+    where = f"toleration {index + 1}"
+    if not isinstance(tol, Mapping):
+        raise SpecError(f"{where}: must be a mapping")
+    unknown = set(tol) - {"key", "operator", "value", "effect", "tolerationSeconds"}
+    if unknown:
+        raise SpecError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+    op = tol.get("operator", "Equal")
+    if op not in TOLERATION_OPERATORS:
+        raise SpecError(f"{where}: operator {op!r} must be Equal or Exists")
+    if tol.get("effect", "") not in TOLERATION_EFFECTS:
+        raise SpecError(f"{where}: effect {tol.get('effect')!r} must be one of NoSchedule, PreferNoSchedule, "
+                        f"NoExecute")
+    if op == "Exists" and tol.get("value"):
+        raise SpecError(f"{where}: operator Exists takes no value")
+    key = tol.get("key")
+    if key is not None and key != "" and (not isinstance(key, str) or not _LABEL_NAME.match(key)):
+        raise SpecError(f"{where}: key {key!r} is not a valid label key")
+    if not key and op != "Exists":
+        raise SpecError(f"{where}: an empty key needs operator Exists")
+    if "tolerationSeconds" in tol:
+        if tol.get("effect") != "NoExecute" or not _is_int(tol["tolerationSeconds"]):
+            raise SpecError(f"{where}: tolerationSeconds must be an integer and needs effect NoExecute")
+
+
+def parse_toleration(text: str) -> dict:
+    """kubectl-taint style: `key[=value]:Effect`, `key:Effect`, `key` (Exists), or `:Effect`/`*` for all."""
+    text = text.strip()
+    effect = ""
+    if ":" in text:
+        text, _, effect = text.rpartition(":")
+    tol: dict = {}
+    if text in ("", "*"):
+        tol["operator"] = "Exists"
+    elif "=" in text:
+        key, _, value = text.partition("=")
+        tol.update(key=key, operator="Equal", value=value)
+    else:
+        tol.update(key=text, operator="Exists")
+    if effect:
+        tol["effect"] = effect
+    return tol
+
+
+def parse_pairs(label: str, items: Sequence[str]) -> dict:
+    """`K=V` flags (--node-selector, --env) into a dict; later flags win."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise SpecError(f"{label} {item!r}: expected KEY=VALUE")
+        key, _, value = item.partition("=")
+        out[key] = value
+    return out
+
+
+def field_names() -> list:
+    return [f.name for f in fields(JobSpec)]
