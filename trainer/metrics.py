@@ -79,6 +79,14 @@ METRIC_NAMES = (
 )
 
 
+def family_name(sample_name: str) -> str:
+    """The metric family a sample or series name belongs to (histogram suffixes removed)."""
+    for suffix in ("_bucket", "_count", "_sum"):
+        if sample_name.endswith(suffix) and sample_name[: -len(suffix)] in METRIC_NAMES:
+            return sample_name[: -len(suffix)]
+    return sample_name
+
+
 def exit_reason(exit_code: int) -> str:
     """The `reason` label for a worker's exit code (negative = killed by that signal, as subprocess reports it)."""
     if exit_code < 0:
