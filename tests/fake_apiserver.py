@@ -1,0 +1,474 @@
+"""A small stand-in for the Kubernetes API server, for testing incv4's cluster client with the real `kubernetes`
+client: threads, loopback, an ephemeral port, real Kubernetes JSON (objects, `Status` errors, watch event streams,
+pod logs), and injectable faults (any status on any request, dropped watches, 410 Gone on a watch).
+
+It speaks only the subset incv4 uses:
+  /apis/batch.volcano.sh/v1alpha1/[namespaces/NS/]jobs[/NAME]   GET list/watch, POST, GET, DELETE
+  /apis/bus.volcano.sh/v1alpha1/namespaces/NS/commands          POST (AbortJob / ResumeJob change the job's phase)
+  /api/v1/namespaces/NS/configmaps[/NAME]                       POST, GET, PUT, DELETE
+  /api/v1/namespaces/NS/pods                                    GET (labelSelector k=v)
+  /api/v1/namespaces/NS/pods/NAME/log                           GET (tailLines, follow)
+  /api/v1/namespaces/NS/pods/NAME:PORT/proxy/PATH               GET (the pod's metrics text)
+Every request must carry `Authorization: Bearer <token>` (else 401), so tests prove the kubeconfig is used.
+
+    with FakeApiServer() as api:
+        api.write_kubeconfig(path)            # a kubeconfig pointing at it, with a bearer token
+        api.fail("POST", "/jobs$", 409)       # the next matching request gets a Status error
+        api.script_watch(["Running", "drop", "Completed"])   # what the next watches of a job deliver
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import re
+import secrets
+import socket
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlparse
+
+import yaml
+
+JOBS = re.compile(r"^/apis/batch\.volcano\.sh/v1alpha1(?:/namespaces/(?P<ns>[^/]+))?/jobs(?:/(?P<name>[^/]+))?$")
+COMMANDS = re.compile(r"^/apis/bus\.volcano\.sh/v1alpha1/namespaces/(?P<ns>[^/]+)/commands$")
+CONFIGMAPS = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/configmaps(?:/(?P<name>[^/]+))?$")
+PODS = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods$")
+POD_LOG = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/]+)/log$")
+POD_PROXY = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/:]+):(?P<port>\d+)/proxy/(?P<path>.*)$")
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def status_error(code: int, reason: str, message: str, details: dict = None) -> dict:
+    body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
+            "reason": reason, "code": code}
+    if details is not None:
+        body["details"] = details
+    return body
+
+
+REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "AlreadyExists",
+           410: "Expired", 422: "Invalid", 429: "TooManyRequests", 500: "InternalError",
+           503: "ServiceUnavailable"}
+
+
+class Fault:
+    def __init__(self, method, path_pattern, status, times, body, drop):
+        self.method = method
+        self.path = re.compile(path_pattern)
+        self.status = status
+        self.times = times
+        self.body = body
+        self.drop = drop
+
+
+class FakeApiServer:
+    def __init__(self, token: str = None):
+        self.token = token or "incv4-test-token-" + secrets.token_hex(16)
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self.resource_version = 1000
+        self.jobs = {}  # (ns, name) -> job
+        self.configmaps = {}
+        self.pods = {}
+        self.commands = []
+        self.logs = {}  # (ns, pod) -> list of lines
+        self.metrics = {}  # (ns, pod, port) -> text
+        self.requests = []  # (method, path, query) of every request, for assertions
+        self.faults = []
+        self.watch_scripts = []  # each: list of steps for one watch request
+        self.log_follow_lines = {}  # (ns, pod) -> lines streamed one by one when following
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    # ---- lifecycle -----------------------------------------------------------------------------------------------
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def write_kubeconfig(self, path, namespace: str = "default") -> str:
+        config = {
+            "apiVersion": "v1", "kind": "Config", "preferences": {},
+            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+            "users": [{"name": "tester", "user": {"token": self.token}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "tester", "namespace": namespace}}],
+            "current-context": "fake",
+        }
+        with open(path, "w", encoding="utf-8") as fh:
+            yaml.safe_dump(config, fh)
+        return str(path)
+
+    # ---- test controls -------------------------------------------------------------------------------------------
+
+    def fail(self, method: str, path_pattern: str, status: int, times: int = 1, body: dict = None,
+             drop: bool = False):
+        """The next `times` requests matching method and path regex get `status` (a Status body), or with `drop`
+        have their connection closed without any response."""
+        with self.lock:
+            self.faults.append(Fault(method, path_pattern, status, times, body, drop))
+
+    def script_watch(self, *scripts):
+        """Each script is what ONE watch request delivers, a list of steps: a phase name (the job moves to that
+        phase, a MODIFIED event is sent), "drop" (the connection breaks mid-stream), "gone" (an ERROR 410 event),
+        "end" (the stream ends cleanly, as at a server timeout). A watch without a script waits for changes."""
+        with self.lock:
+            self.watch_scripts.extend(list(s) for s in scripts)
+
+    def add_job(self, job: dict, phase: str = "Pending") -> dict:
+        with self.lock:
+            return self._store_job(job, phase)
+
+    def set_phase(self, namespace: str, name: str, phase: str, **counts) -> dict:
+        with self.lock:
+            job = self.jobs[(namespace, name)]
+            self._apply_phase(job, phase, **counts)
+            return job
+
+    def requests_matching(self, method: str, pattern: str) -> list:
+        rx = re.compile(pattern)
+        return [r for r in self.requests if r[0] == method and rx.search(r[1])]
+
+    # ---- object bookkeeping ----------------------------------------------------------------------------------------
+
+    def _next_rv(self) -> str:
+        self.resource_version += 1
+        return str(self.resource_version)
+
+    def _store_job(self, job: dict, phase: str) -> dict:
+        meta = job.setdefault("metadata", {})
+        ns = meta.setdefault("namespace", "default")
+        meta.update(uid=str(uuid.uuid4()), creationTimestamp=now(), generation=1)
+        replicas = sum(t.get("replicas", 1) for t in job["spec"].get("tasks", []))
+        job["status"] = {"minAvailable": job["spec"].get("minAvailable", replicas), "pending": replicas,
+                         "running": 0, "succeeded": 0, "failed": 0, "terminating": 0, "unknown": 0,
+                         "version": 0, "retryCount": 0, "state": {}, "conditions": []}
+        self._apply_phase(job, phase, bump=False)
+        meta["resourceVersion"] = self._next_rv()
+        self.jobs[(ns, meta["name"])] = job
+        for task in job["spec"].get("tasks", []):
+            for i in range(task.get("replicas", 1)):
+                pod_name = f"{meta['name']}-{task['name']}-{i}"
+                self.pods[(ns, pod_name)] = {
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": pod_name, "namespace": ns, "uid": str(uuid.uuid4()),
+                                 "resourceVersion": self._next_rv(), "creationTimestamp": now(),
+                                 "labels": {"volcano.sh/job-name": meta["name"], "volcano.sh/task-spec": task["name"],
+                                            "volcano.sh/task-index": str(i)}},
+                    "spec": task["template"]["spec"],
+                    "status": {"phase": "Pending"},
+                }
+        self.changed.notify_all()
+        return job
+
+    def _apply_phase(self, job: dict, phase: str, bump: bool = True, **counts):
+        status = job["status"]
+        replicas = sum(t.get("replicas", 1) for t in job["spec"].get("tasks", []))
+        defaults = {"Pending": dict(pending=replicas, running=0), "Running": dict(pending=0, running=replicas),
+                    "Completing": dict(pending=0, running=0, succeeded=replicas),
+                    "Completed": dict(pending=0, running=0, succeeded=replicas),
+                    "Restarting": dict(pending=0, running=0, failed=1),
+                    "Failed": dict(pending=0, running=0, failed=replicas),
+                    "Aborted": dict(pending=0, running=0), "Terminated": dict(pending=0, running=0)}
+        status.update(defaults.get(phase, {}))
+        status.update(counts)
+        if phase == "Restarting":
+            status["retryCount"] = status.get("retryCount", 0) + 1
+        status["state"] = {"phase": phase, "lastTransitionTime": now()}
+        if phase == "Failed":
+            status["state"].update(reason="PodFailed", message="pod failed and maxRetry exhausted")
+        status["conditions"] = status.get("conditions", []) + [{"status": phase, "lastTransitionTime": now()}]
+        task_counts = {}
+        for key, pod_phase in (("pending", "Pending"), ("running", "Running"), ("succeeded", "Succeeded"),
+                               ("failed", "Failed")):
+            if status.get(key):
+                task_counts[pod_phase] = status[key]
+        status["taskStatusCount"] = {t["name"]: {"phase": dict(task_counts)} for t in job["spec"].get("tasks", [])}
+        if bump:
+            job["metadata"]["resourceVersion"] = self._next_rv()
+            self.changed.notify_all()
+
+
+def _handler(server: FakeApiServer):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):  # quiet
+            pass
+
+        # ---- plumbing ----------------------------------------------------------------------------------------
+
+        def _send_json(self, code: int, body: dict):
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _send_text(self, code: int, text: str):
+            data = text.encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _error(self, code: int, message: str, reason: str = None, details: dict = None):
+            self._send_json(code, status_error(code, reason or REASONS.get(code, "Unknown"), message, details))
+
+        def _start_chunked(self, content_type: str):
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+
+        def _chunk(self, data: bytes):
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+
+        def _end_chunked(self):
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+
+        def _drop(self):
+            """Break the connection mid-response, as a load balancer or a restarting API server does."""
+            self.wfile.flush()
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.close_connection = True
+
+        def _body(self) -> dict:
+            length = int(self.headers.get("Content-Length") or 0)
+            return json.loads(self.rfile.read(length) or b"{}")
+
+        def _dispatch(self, method: str):
+            url = urlparse(self.path)
+            query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            path = unquote(url.path)
+            body = self._body() if method in ("POST", "PUT") else None
+            with server.lock:
+                server.requests.append((method, path, query))
+                fault = next((f for f in server.faults if f.method == method and f.path.search(path)), None)
+                if fault is not None:
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        server.faults.remove(fault)
+            if self.headers.get("Authorization") != f"Bearer {server.token}":
+                return self._error(401, "Unauthorized")
+            if fault is not None:
+                if fault.drop:
+                    return self._drop()
+                body_out = fault.body or status_error(fault.status, REASONS.get(fault.status, "Unknown"),
+                                                      f"injected {fault.status}")
+                return self._send_json(fault.status, body_out)
+            for pattern, handler in ((JOBS, self._jobs), (COMMANDS, self._commands), (CONFIGMAPS, self._configmaps),
+                                     (PODS, self._pods), (POD_LOG, self._pod_log), (POD_PROXY, self._pod_proxy)):
+                match = pattern.match(path)
+                if match:
+                    return handler(method, match.groupdict(), query, body)
+            return self._error(404, f"the server could not find the requested resource ({path})")
+
+        def do_GET(self):
+            self._dispatch("GET")
+
+        def do_POST(self):
+            self._dispatch("POST")
+
+        def do_PUT(self):
+            self._dispatch("PUT")
+
+        def do_DELETE(self):
+            self._dispatch("DELETE")
+
+        # ---- Volcano jobs ------------------------------------------------------------------------------------
+
+        def _jobs(self, method, groups, query, body):
+            ns, name = groups["ns"], groups["name"]
+            not_found = (404, f'jobs.batch.volcano.sh "{name}" not found', "NotFound",
+                         {"name": name, "group": "batch.volcano.sh", "kind": "jobs"})
+            if method == "POST" and ns and not name:
+                meta = body.get("metadata", {})
+                key = (ns, meta.get("name"))
+                with server.lock:
+                    if key in server.jobs:
+                        return self._error(409, f'jobs.batch.volcano.sh "{key[1]}" already exists', "AlreadyExists",
+                                           {"name": key[1], "group": "batch.volcano.sh", "kind": "jobs"})
+                    meta["namespace"] = ns
+                    if query.get("dryRun") == "All":
+                        body["metadata"].update(uid=str(uuid.uuid4()), creationTimestamp=now())
+                        return self._send_json(201, body)
+                    job = server._store_job(body, "Pending")
+                    return self._send_json(201, job)
+            if method == "GET" and name:
+                with server.lock:
+                    job = server.jobs.get((ns, name))
+                    return self._send_json(200, job) if job else self._error(*not_found)
+            if method == "DELETE" and name:
+                with server.lock:
+                    job = server.jobs.pop((ns, name), None)
+                    if job is None:
+                        return self._error(*not_found)
+                    for key in [k for k, p in server.pods.items()
+                                if k[0] == ns and p["metadata"]["labels"].get("volcano.sh/job-name") == name]:
+                        del server.pods[key]
+                    job["metadata"]["resourceVersion"] = server._next_rv()
+                    job["metadata"]["deletionTimestamp"] = now()
+                    server.changed.notify_all()
+                    return self._send_json(200, job)
+            if method == "GET" and query.get("watch") in ("true", "1", "True"):
+                return self._watch_jobs(ns, query)
+            if method == "GET":
+                with server.lock:
+                    items = [j for (n, _), j in sorted(server.jobs.items()) if ns is None or n == ns]
+                    return self._send_json(200, {"apiVersion": "batch.volcano.sh/v1alpha1", "kind": "JobList",
+                                                 "metadata": {"resourceVersion": str(server.resource_version)},
+                                                 "items": items})
+            return self._error(405, f"method {method} not allowed", "MethodNotAllowed")
+
+        def _watch_jobs(self, ns, query):
+            selector = query.get("fieldSelector", "")
+            name = selector.split("=", 1)[1] if selector.startswith("metadata.name=") else None
+            with server.lock:
+                script = server.watch_scripts.pop(0) if server.watch_scripts else None
+            self._start_chunked("application/json")
+
+            def send(event_type, obj):
+                self._chunk((json.dumps({"type": event_type, "object": obj}) + "\n").encode())
+
+            if script is not None:
+                for step in script:
+                    if step == "drop":
+                        return self._drop()
+                    if step == "gone":
+                        send("ERROR", status_error(410, "Expired", "too old resource version: 1 (2000)"))
+                        return self._end_chunked()
+                    if step == "end":
+                        return self._end_chunked()
+                    with server.lock:
+                        job = server.jobs[(ns, name)]
+                        server._apply_phase(job, step)
+                        snapshot = json.loads(json.dumps(job))
+                    send("MODIFIED", snapshot)
+                return self._end_chunked()
+            # Unscripted: stream real changes of the job until timeoutSeconds.
+            deadline = time.monotonic() + float(query.get("timeoutSeconds", 30))
+            last = int(query.get("resourceVersion") or 0)
+            while time.monotonic() < deadline:
+                with server.lock:
+                    job = server.jobs.get((ns, name))
+                    if job is not None and int(job["metadata"]["resourceVersion"]) > last:
+                        last = int(job["metadata"]["resourceVersion"])
+                        snapshot = json.loads(json.dumps(job))
+                    else:
+                        snapshot = None
+                        server.changed.wait(timeout=0.2)
+                if snapshot is not None:
+                    send("MODIFIED", snapshot)
+            self._end_chunked()
+
+        # ---- Volcano commands --------------------------------------------------------------------------------
+
+        def _commands(self, method, groups, query, body):
+            if method != "POST":
+                return self._error(405, "method not allowed", "MethodNotAllowed")
+            ns = groups["ns"]
+            meta = body.setdefault("metadata", {})
+            meta["name"] = meta.get("name") or meta.get("generateName", "cmd-") + secrets.token_hex(3)[:5]
+            meta.update(namespace=ns, uid=str(uuid.uuid4()), creationTimestamp=now())
+            with server.lock:
+                meta["resourceVersion"] = server._next_rv()
+                server.commands.append(body)
+                target = body.get("target") or {}
+                job = server.jobs.get((ns, target.get("name")))
+                if job is not None:
+                    server._apply_phase(job, {"AbortJob": "Aborted", "ResumeJob": "Running"}.get(
+                        body.get("action"), job["status"]["state"].get("phase", "Pending")))
+            return self._send_json(201, body)
+
+        # ---- ConfigMaps --------------------------------------------------------------------------------------
+
+        def _configmaps(self, method, groups, query, body):
+            ns, name = groups["ns"], groups["name"]
+            dry = query.get("dryRun") == "All"
+            with server.lock:
+                if method == "POST" and not name:
+                    key = (ns, body["metadata"]["name"])
+                    if key in server.configmaps:
+                        return self._error(409, f'configmaps "{key[1]}" already exists', "AlreadyExists",
+                                           {"name": key[1], "kind": "configmaps"})
+                    body["metadata"].update(namespace=ns, uid=str(uuid.uuid4()), resourceVersion=server._next_rv())
+                    if not dry:
+                        server.configmaps[key] = body
+                    return self._send_json(201, body)
+                key = (ns, name)
+                if method == "GET":
+                    cm = server.configmaps.get(key)
+                    return self._send_json(200, cm) if cm else self._error(404, f'configmaps "{name}" not found')
+                if method == "PUT":
+                    if key not in server.configmaps:
+                        return self._error(404, f'configmaps "{name}" not found')
+                    body["metadata"].update(namespace=ns, resourceVersion=server._next_rv())
+                    if not dry:
+                        server.configmaps[key] = body
+                    return self._send_json(200, body)
+                if method == "DELETE":
+                    if server.configmaps.pop(key, None) is None:
+                        return self._error(404, f'configmaps "{name}" not found')
+                    return self._send_json(200, {"kind": "Status", "apiVersion": "v1", "status": "Success",
+                                                 "details": {"name": name, "kind": "configmaps"}})
+            return self._error(405, "method not allowed", "MethodNotAllowed")
+
+        # ---- pods --------------------------------------------------------------------------------------------
+
+        def _pods(self, method, groups, query, body):
+            ns = groups["ns"]
+            selector = dict(part.split("=", 1) for part in query.get("labelSelector", "").split(",") if "=" in part)
+            with server.lock:
+                items = [p for (n, _), p in sorted(server.pods.items()) if n == ns and all(
+                    p["metadata"]["labels"].get(k) == v for k, v in selector.items())]
+                return self._send_json(200, {"apiVersion": "v1", "kind": "PodList",
+                                             "metadata": {"resourceVersion": str(server.resource_version)},
+                                             "items": items})
+
+        def _pod_log(self, method, groups, query, body):
+            key = (groups["ns"], groups["name"])
+            with server.lock:
+                if key not in server.pods:
+                    return self._error(404, f'pods "{key[1]}" not found', "NotFound",
+                                       {"name": key[1], "kind": "pods"})
+                lines = list(server.logs.get(key, []))
+                more = list(server.log_follow_lines.get(key, []))
+            if "tailLines" in query:
+                lines = lines[-int(query["tailLines"]):] if int(query["tailLines"]) > 0 else []
+            if query.get("follow") not in ("true", "True", "1"):
+                return self._send_text(200, "".join(line + "\n" for line in lines))
+            self._start_chunked("text/plain")
+            for line in lines + more:
+                self._chunk((line + "\n").encode())
+                time.sleep(0.01)
+            self._end_chunked()
+
+        def _pod_proxy(self, method, groups, query, body):
+            key = (groups["ns"], groups["name"], int(groups["port"]))
+            with server.lock:
+                text = server.metrics.get(key)
+            if text is None:
+                return self._error(503, f"error trying to reach service: dial tcp: connect: connection refused",
+                                   "ServiceUnavailable")
+            return self._send_text(200, text)
+
+    return Handler
