@@ -16,8 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from incv4.trainer import metrics
 
-# A light stand-in for a worker: the real TrainerMetrics API, no MindSpore. It reports `steps` steps (global steps
-# continuing from `start`), says "ready", then waits for its stdin to close before exiting.
+# A light stand-in for a worker: the real TrainerMetrics API, no MindSpore, called as train.py calls it. It reports
+# `steps` steps (global steps continuing from `start`; the first includes the "compile" and stays out of the step
+# histogram), says "ready", then waits for its stdin to close before exiting.
 WORKER = textwrap.dedent("""
     import sys
     from incv4.trainer.metrics import TrainerMetrics
@@ -90,7 +91,7 @@ def test_eight_ranks_behind_one_port_and_counters_survive_a_worker_exit(endpoint
         page = samples(scrape(server.port))
         assert by_rank(page, "incv4_steps_total") == {str(r): 5.0 for r in range(8)}
         assert by_rank(page, "incv4_samples_total") == {str(r): 20.0 for r in range(8)}
-        assert by_rank(page, "incv4_step_duration_seconds_count") == {str(r): 5.0 for r in range(8)}
+        assert by_rank(page, "incv4_step_duration_seconds_count") == {str(r): 4.0 for r in range(8)}
         assert by_rank(page, "incv4_global_step") == {str(r): 5.0 for r in range(8)}
         assert len(by_rank(page, "incv4_build_info")) == 8
 
@@ -99,7 +100,7 @@ def test_eight_ranks_behind_one_port_and_counters_survive_a_worker_exit(endpoint
         launcher.worker_exited(3, 1)
         page = samples(scrape(server.port))
         assert by_rank(page, "incv4_steps_total")["3"] == 5.0
-        assert by_rank(page, "incv4_step_duration_seconds_sum")["3"] == pytest.approx(5 * 0.11)
+        assert by_rank(page, "incv4_step_duration_seconds_sum")["3"] == pytest.approx(4 * 0.11)
         assert by_rank(page, "incv4_global_step")["3"] == 5.0
 
         # The launcher restarts it; the new process resumes at global step 5 and does 2 steps. Counters add up
@@ -108,7 +109,7 @@ def test_eight_ranks_behind_one_port_and_counters_survive_a_worker_exit(endpoint
         workers[3] = start_worker(3, steps=2, start=5)
         page = samples(scrape(server.port))
         assert by_rank(page, "incv4_steps_total")["3"] == 7.0
-        assert by_rank(page, "incv4_step_duration_seconds_count")["3"] == 7.0
+        assert by_rank(page, "incv4_step_duration_seconds_count")["3"] == 5.0  # 4 + 1 (first steps compile)
         assert by_rank(page, "incv4_global_step")["3"] == 7.0
         assert by_rank(page, "incv4_worker_restarts_total") == {str(r): (1.0 if r == 3 else 0.0) for r in range(8)}
         assert page[("incv4_worker_exits_total", frozenset({("rank", "3"), ("reason", "failure")}))] == 1.0
@@ -150,6 +151,19 @@ def test_sink_chunk_spreads_its_time_over_its_steps():
     assert page[("incv4_global_step", rank)] == 40.0
     assert page[("incv4_epoch", rank)] == 2.0
     assert abs(page[("incv4_last_step_timestamp_seconds", rank)] - time.time()) < 60
+
+
+def test_the_compile_step_is_counted_but_kept_out_of_the_step_histogram():
+    m = metrics.TrainerMetrics(105, {})
+    m.compile_finished(45.0)
+    m.steps_done(1, 45.0, 32, 0.0, 2.3, 0.01, 1, 1)
+    m.steps_done(1, 0.08, 32, 0.0, 2.2, 0.01, 2, 1)
+    page = samples(b"".join(_expose(m.registry)).decode())
+    rank = frozenset({("rank", "105")})
+    assert page[("incv4_steps_total", rank)] == 2.0
+    assert page[("incv4_step_duration_seconds_count", rank)] == 1.0
+    assert page[("incv4_step_duration_seconds_sum", rank)] == pytest.approx(0.08)
+    assert page[("incv4_graph_compile_seconds", rank)] == 45.0
 
 
 def test_accuracy_in_percent_is_stored_as_a_ratio():

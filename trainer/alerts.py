@@ -39,8 +39,9 @@ def _mean_step_seconds(by: str, window: str, offset: str = "") -> str:
 
 
 def _data_wait_share(by: str, window: str) -> str:
-    return (f"sum by ({by}) (rate(incv4_data_wait_seconds_total[{window}]))\n"
-            f"  / sum by ({by}) (rate(incv4_step_duration_seconds_sum[{window}]))")
+    """Share of a rank's time spent waiting for input (the step histogram excludes that wait)."""
+    wait = f"sum by ({by}) (rate(incv4_data_wait_seconds_total[{window}]))"
+    return f"{wait}\n  / ({wait} + sum by ({by}) (rate(incv4_step_duration_seconds_sum[{window}])))"
 
 
 def _rule(name, expr, for_, severity, summary, description):

@@ -151,7 +151,8 @@ class _Families:
         self.build_info = gauge("incv4_build_info", "Constant 1, labelled with what this rank runs.",
                                 r + BUILD_INFO_LABELS)
         self.step_duration = Histogram("incv4_step_duration_seconds",
-                                       "Wall-clock seconds per training step, data wait included.",
+                                       "Seconds per training step, from handing the batch to the network to "
+                                       "the loss being ready (input wait excluded, compile step excluded).",
                                        r, registry=reg, buckets=STEP_BUCKETS)
         self.steps = Counter("incv4_steps", "Training steps this rank finished.", r, registry=reg)
         self.samples = Counter("incv4_samples", "Training images this rank processed.", r, registry=reg)
@@ -212,6 +213,7 @@ class TrainerMetrics:
         self._checkpoint_duration = fam.checkpoint_duration.labels(label)
         self._checkpoint_failures = fam.checkpoint_failures.labels(label)
         self._nonfinite = fam.nonfinite.labels(label)
+        self._next_call_includes_compile = False
 
     def set_planned(self, total_steps: int, steps_per_epoch: int) -> None:
         """Once the data is known: the run's total steps (for progress and ETA) and steps per epoch."""
@@ -219,22 +221,30 @@ class TrainerMetrics:
         self._steps_per_epoch.set(steps_per_epoch)
 
     def compile_finished(self, seconds: float) -> None:
-        """Graph build + compile time, measured up to the end of the first step."""
+        """Graph build + compile time, measured up to the end of the first step. Call it before that step's
+        `steps_done`: that call's steps are counted but kept out of the step-duration histogram, so a 30-60 s
+        compile does not pose as a slow step (and skew quantiles, means and the regression alert)."""
         self._compile_seconds.set(seconds)
+        self._next_call_includes_compile = True
 
     def steps_done(self, steps: int, seconds: float, samples: int, data_wait_seconds: float,
                    loss: float, lr: float, global_step: int, epoch: int) -> None:
         """After one step, or after a dataset-sink chunk of `steps` steps taking `seconds` in all (the histogram
         then observes seconds/steps once per step).
 
-        `seconds`: wall-clock time of those steps, data wait included; `samples`: images THIS rank processed
-        (per-rank batch x steps); `data_wait_seconds`: the part of `seconds` spent waiting for input;
-        `global_step`: steps done since the run began (a resumed run continues its count); `epoch`: 1-based."""
+        `seconds`: time of those steps from handing the batch over to the loss being ready, input wait excluded;
+        `samples`: images THIS rank processed (per-rank batch x steps; img/s sums over ranks);
+        `data_wait_seconds`: time spent waiting for the input batches, outside `seconds` (0 in sink mode);
+        `global_step`: steps done since the run began (a resumed run continues its count); `epoch`: the epoch
+        in progress, 1-based."""
         if steps <= 0:
             return
-        per_step = seconds / steps
-        for _ in range(steps):
-            self._step_duration.observe(per_step)
+        if self._next_call_includes_compile:
+            self._next_call_includes_compile = False
+        else:
+            per_step = seconds / steps
+            for _ in range(steps):
+                self._step_duration.observe(per_step)
         self._steps.inc(steps)
         self._samples.inc(samples)
         if data_wait_seconds > 0:
