@@ -48,11 +48,16 @@ class ClusterError(Exception):
 class Retry:
     """Exponential backoff for calls that are safe to repeat."""
 
-    def __init__(self, attempts: int = 5, base_delay: float = 0.5, max_delay: float = 8.0,
-                 sleep: Callable[[float], None] = time.sleep):
-        self.attempts = attempts
-        self.base_delay = base_delay
-        self.max_delay = max_delay
+    # Defaults: 5 attempts, waiting 0.5, 1, 2, 4 s in between (or what a 429's Retry-After asks, at most 8 s).
+    ATTEMPTS = 5
+    BASE_DELAY = 0.5
+    MAX_DELAY = 8.0
+
+    def __init__(self, attempts: Optional[int] = None, base_delay: Optional[float] = None,
+                 max_delay: Optional[float] = None, sleep: Callable[[float], None] = time.sleep):
+        self.attempts = attempts if attempts is not None else self.ATTEMPTS
+        self.base_delay = base_delay if base_delay is not None else self.BASE_DELAY
+        self.max_delay = max_delay if max_delay is not None else self.MAX_DELAY
         self.sleep = sleep
 
     def delay(self, attempt: int, retry_after: Optional[float] = None) -> float:
@@ -213,16 +218,19 @@ class Cluster:
             "delete", JOB_RESOURCE, name, ns)
 
     def watch_job(self, name: str, namespace: Optional[str] = None, timeout_seconds: int = 300,
-                  max_failures: Optional[int] = None) -> Iterator[tuple]:
+                  max_failures: Optional[int] = None, ticks: bool = False) -> Iterator[tuple]:
         """Yield (event_type, job) for one job: first ("SYNC", job) from a GET, then watch events. Resumes from the
         last resourceVersion after a dropped connection or a server-side timeout, and re-lists (a fresh GET) after
-        410 Gone. Gives up after `max_failures` consecutive failed attempts (default: the retry policy's)."""
+        410 Gone. Gives up after `max_failures` consecutive failed attempts (default: the retry policy's). With
+        `ticks`, also yields ("TICK", last job) each time a watch request ends quietly (every `timeout_seconds`), so
+        a caller can do periodic work (progress lines) between events."""
         from kubernetes import watch
 
         ns = namespace or self.namespace
         max_failures = max_failures or self.retry.attempts
         failures = 0
         resource_version = None
+        job: dict = {}
         while True:
             if resource_version is None:
                 job = self.get_job(name, ns)
@@ -239,9 +247,12 @@ class Cluster:
                     failures = 0
                     if event["type"] == "BOOKMARK":
                         continue
+                    job = obj
                     yield event["type"], obj
                     if event["type"] == "DELETED":
                         return
+                if ticks:
+                    yield "TICK", job
             except Exception as err:  # noqa: BLE001 - classified below
                 status = getattr(err, "status", None)
                 if status == 410:

@@ -40,10 +40,15 @@ VOLCANO_JOB_NAME_LABEL = "volcano.sh/job-name"  # Volcano puts it on every pod o
 ASCEND_POD_LABEL = "ring-controller.atlas"
 ASCEND_NODE_LABEL = "accelerator-type"
 PERMANENT_EXIT_ACTION = "AbortJob"
+LAUNCH_DEFAULT_LOCAL_WORKERS = 8  # `incv4 launch --local-workers` default (incv4.trainer.launch)
 
 
 def configmap_name(spec: JobSpec) -> str:
-    return f"{spec.name}-recipe"
+    return recipe_configmap_name(spec.name)
+
+
+def recipe_configmap_name(job_name: str) -> str:
+    return f"{job_name}-recipe"
 
 
 def labels(spec: JobSpec) -> dict:
@@ -63,6 +68,9 @@ def launch_command(spec: JobSpec) -> list:
         cmd += ["--set", override]
     # Last, so a user's --set cannot point checkpoints away from the mounted volume.
     cmd += ["--set", f"ckpt_save_dir={CKPT_MOUNT}", "--metrics-port", str(spec.metrics_port)]
+    if spec.npus != LAUNCH_DEFAULT_LOCAL_WORKERS:
+        # One worker process per NPU; the launcher's default is a full 8-NPU node.
+        cmd += ["--local-workers", str(spec.npus)]
     return cmd
 
 
