@@ -172,7 +172,7 @@ def _header_problem(path: str) -> Optional[str]:
     except OSError as err:
         return f"cannot be read ({err.strerror})"
     if kind == "jpeg" and b"\xff\xd9" not in tail:
-        return "truncated"
+        return "no JPEG end marker"
     if kind == "png" and b"IEND" not in tail:
         return "truncated"
     if kind == "bmp" and len(head) >= 6 and int.from_bytes(head[2:6], "little") > size:
@@ -197,9 +197,9 @@ def _decode_problem(path: str) -> Optional[str]:
 
 def _image_problem(path: str, deep: bool) -> Optional[str]:
     problem = _header_problem(path)
-    if problem == "truncated":
-        # JPEGs with trailing bytes after the end marker are intact: let the decoder decide.
-        return _decode_problem(path)
+    if problem == "no JPEG end marker":
+        # Truncated, or intact with more than 1 KiB of bytes after the end marker: let the decoder decide.
+        return "truncated" if _decode_problem(path) else None
     if problem is None and deep:
         return _decode_problem(path)
     return problem
