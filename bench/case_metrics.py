@@ -1,0 +1,49 @@
+"""Case 5, metrics overhead: runs engineer 5's bench/metrics_overhead.py (step time with metrics on vs off,
+alternating in one run) and records its figure. The script prints a JSON line with `overhead_ratio`
+(on/off - 1) or, failing that, a line with "overhead" and a percentage, which is parsed."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+from bench.common import BENCH_DIR, REPO_ROOT, incv4_python, worker_env
+from bench.results import Row
+
+SCRIPT = BENCH_DIR / "metrics_overhead.py"
+
+
+def _parse(stdout: str) -> dict:
+    for line in reversed(stdout.splitlines()):
+        line = line.strip().lstrip("@")
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                continue
+    m = re.search(r"overhead[^\n]*?(-?\d+(?:\.\d+)?)\s*%", stdout, re.I)
+    if m:
+        return {"overhead_ratio": float(m.group(1)) / 100}
+    return {}
+
+
+def run(quick: bool, log=print) -> tuple[list[Row], list[str], dict]:
+    label = "metrics on vs off (per step)"
+    if not SCRIPT.exists():
+        return [Row(label, "overhead %", None, None, "metrics off", False, target_absolute=1.0,
+                    note="bench/metrics_overhead.py (engineer 5) is not there yet")], [], {}
+    args = [incv4_python(), str(SCRIPT)] + (["--quick"] if quick else [])
+    res = subprocess.run(args, capture_output=True, text=True, cwd=str(REPO_ROOT), env=worker_env(), timeout=3600)
+    if res.returncode != 0 and quick:  # the script may not know --quick
+        res = subprocess.run(args[:2], capture_output=True, text=True, cwd=str(REPO_ROOT), env=worker_env(),
+                             timeout=3600)
+    parsed = _parse(res.stdout)
+    log(f"  [metrics] exit {res.returncode}: {res.stdout.strip().splitlines()[-1:] if res.stdout else res.stderr[-300:]}")
+    overhead = parsed.get("overhead_ratio")
+    if overhead is None and "on_s" in parsed and "off_s" in parsed:
+        overhead = parsed["on_s"] / parsed["off_s"] - 1
+    note = "" if overhead is not None else f"could not read the script's result (exit {res.returncode})"
+    row = Row(label, "overhead %", None if overhead is None else 100 * overhead, None, "metrics off", False,
+              target_absolute=1.0, note=note, details=parsed)
+    return [row], ["Measured by bench/metrics_overhead.py (engineer 5's); its own output is in results.json."], \
+        {"stdout_tail": res.stdout[-2000:], "stderr_tail": res.stderr[-1000:]}

@@ -1,0 +1,78 @@
+"""Case 2, input pipeline: images/s per core of the training transforms on generated JPEGs of ImageNet-like sizes,
+incv4.trainer.data vs MindCV's create_dataset/create_transforms/create_loader, at 1 and 2 parallel workers.
+One process per measurement, sides alternating (A B A B) for each worker count."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import CACHE_DIR, REF_PYTHON, incv4_python, median, run_json
+from bench.results import Row
+
+NUM_CLASSES = 8
+
+
+def make_jpegs(root: Path, per_class: int, seed: int = 0) -> Path:
+    """ImageNet-like JPEGs: ~500x375 (sizes vary), smooth colour fields plus noise, quality 90. Cached."""
+    from PIL import Image
+
+    root = root / f"{NUM_CLASSES}x{per_class}"
+    marker = root / ".done"
+    if marker.exists():
+        return root
+    rng = np.random.default_rng(seed)
+    for c in range(NUM_CLASSES):
+        folder = root / "train" / f"n{c:08d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            w, h = int(rng.integers(400, 501)), int(rng.integers(333, 376))
+            if rng.random() < 0.3:
+                w, h = h, w  # some portrait images, as in ImageNet
+            low = rng.integers(0, 256, (h // 25 + 2, w // 25 + 2, 3)).astype(np.uint8)
+            img = Image.fromarray(low).resize((w, h), Image.BILINEAR)
+            arr = np.asarray(img, dtype=np.int16) + rng.integers(-20, 21, (h, w, 3))
+            Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(folder / f"img_{i:04d}.JPEG", quality=90)
+    marker.touch()
+    return root
+
+
+def run(quick: bool, log=print) -> tuple[list[Row], list[str], dict]:
+    per_class = 24 if quick else 40  # 192 / 320 images per epoch
+    epochs = 1 if quick else 2
+    rounds = 1 if quick else 3
+    data_dir = make_jpegs(CACHE_DIR / "jpegs", per_class)
+    raw: dict = {}
+    for workers in (1, 2):
+        res = {"incv4": [], "mindcv": []}
+        errors = {}
+        for r in range(rounds):
+            for side in (("incv4", "mindcv") if r % 2 == 0 else ("mindcv", "incv4")):
+                python = incv4_python() if side == "incv4" else str(REF_PYTHON)
+                try:
+                    rec = run_json(python, "bench.pipeline_worker",
+                                   ["--side", side, "--data-dir", str(data_dir), "--workers", str(workers),
+                                    "--epochs", str(epochs)],
+                                   CACHE_DIR / "logs" / f"pipeline_{side}_w{workers}.log", timeout=900)
+                    res[side].append(rec)
+                    log(f"  [pipeline w{workers}] {side}: {rec['images_per_s']:.1f} img/s "
+                        f"({rec['images']} images, batch {rec['batch_shape']})")
+                except RuntimeError as err:
+                    errors[side] = str(err)
+                    log(f"  [pipeline w{workers}] {side} failed: {err}")
+        raw[workers] = {"runs": res, "errors": errors}
+    rows = []
+    for workers in (1, 2):
+        runs = raw[workers]["runs"]
+        per_core = {s: median([r["images_per_s"] / workers for r in runs[s]]) for s in runs}
+        note = "; ".join(f"{s} failed: {e}" for s, e in raw[workers]["errors"].items())
+        rows.append(Row(f"pipeline 299 b32, {workers} worker{'s' if workers > 1 else ''}", "img/s per core",
+                        per_core["incv4"], per_core["mindcv"], "MindCV 0.3.0", True, target_ratio=1.3,
+                        note=note, details={"runs": {s: len(runs[s]) for s in runs}}))
+    notes = [f"{NUM_CLASSES * per_class} generated JPEGs (400-500 x 333-375, some portrait, quality 90) per epoch, "
+             f"{epochs} epoch(s) per measurement, {rounds} alternating measurement(s) per side; the first batch "
+             "(pipeline start-up) is not counted.",
+             "Transforms on both sides from the same recipe values: RandomCropDecodeResize 299 scale (0.08, 1) "
+             "ratio (3/4, 4/3) bilinear, hflip 0.5, AutoAugment ImageNet policy ('autoaug'), normalize, HWC->CHW, "
+             "random erasing p=0.25; batch 32, drop_remainder. Per core = images/s / parallel workers."]
+    return rows, notes, {"raw": {str(k): v for k, v in raw.items()}}

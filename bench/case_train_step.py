@@ -1,0 +1,108 @@
+"""Case 1, train step: one process, graph mode (MindSpore) or eager (PyTorch), one fixed batch, fp32.
+
+All three sides live at once in three processes: each compiles in turn (timed: first step), takes one warm-up
+step, then the sides take turns (incv4, MindCV, timm, rotating who goes first each round), so noise from the other
+work on the machine falls on all of them alike. Reported: median ms/step, img/s, peak RSS, compile s."""
+from __future__ import annotations
+
+from bench.common import CACHE_DIR, REF_PYTHON, Worker, incv4_python, median
+from bench.results import Row
+
+SIDES = {"incv4": "incv4", "mindcv": "MindCV 0.3.0", "timm": "timm (PyTorch eager)"}
+
+
+def _python(side: str) -> str:
+    return incv4_python() if side == "incv4" else str(REF_PYTHON)
+
+
+def measure(size: int, batch: int, rounds: int, steps_per_round: int, extra_args=(), sides=tuple(SIDES),
+            log=print) -> dict:
+    """Returns {side: {compile_s, step_s: [...], peak_rss_mb} or {error}}."""
+    out: dict = {}
+    workers: dict = {}
+    try:
+        for side in sides:
+            log(f"  [{size}px b{batch}] {side}: building and compiling")
+            worker = Worker(_python(side), "bench.train_worker",
+                            ["--side", side, "--size", str(size), "--batch", str(batch), *extra_args],
+                            CACHE_DIR / "logs" / f"train_{side}_{size}.log")
+            try:
+                ready = worker.read()
+                first = worker.ask("compile")
+                worker.ask("steps 1")  # warm-up
+            except RuntimeError as err:
+                worker.kill()
+                out[side] = {"error": str(err)}
+                log(f"    {side} failed: {err}")
+                continue
+            workers[side] = worker
+            out[side] = {"compile_s": first["compile_s"], "build_s": ready["build_s"], "step_s": [],
+                         "info": {k: v for k, v in ready.items() if k not in ("event", "build_s")}}
+            log(f"    compile (first step) {first['compile_s']:.1f} s")
+        order = list(workers)
+        for r in range(rounds):
+            rotated = order[r % len(order):] + order[:r % len(order)] if order else []
+            for side in rotated:
+                res = workers[side].ask(f"steps {steps_per_round}")
+                out[side]["step_s"] += res["step_s"]
+            log("    round %d: %s" % (r + 1, ", ".join(
+                f"{s} {1000 * median(out[s]['step_s']):.0f} ms" for s in order)))
+        for side, worker in list(workers.items()):
+            out[side]["peak_rss_mb"] = worker.close()["peak_rss_mb"]
+            del workers[side]
+    finally:
+        for worker in workers.values():
+            worker.kill()
+    return out
+
+
+def rows_for(size: int, batch: int, res: dict) -> list[Row]:
+    label = f"train_step {size}px b{batch}"
+    inc = res.get("incv4", {})
+
+    def per_side(side, key):
+        value = res.get(side, {}).get(key)
+        return value
+
+    def imgs(side):
+        steps = res.get(side, {}).get("step_s")
+        return batch / median(steps) if steps else None
+
+    def ms(side):
+        steps = res.get(side, {}).get("step_s")
+        return 1000 * median(steps) if steps else None
+
+    def err_note(side):
+        return f"{side} failed: {res[side]['error']}" if "error" in res.get(side, {}) else ""
+
+    rows = []
+    for ref, ref_name, target in (("mindcv", SIDES["mindcv"], 1.2), ("timm", SIDES["timm"], 1.0)):
+        note = "; ".join(n for n in (err_note("incv4"), err_note(ref)) if n)
+        steps = {s: len(res.get(s, {}).get("step_s", [])) for s in ("incv4", ref)}
+        rows.append(Row(label, "img/s", imgs("incv4"), imgs(ref), ref_name, True, target_ratio=target, note=note,
+                        details={"steps_timed": steps}))
+        rows.append(Row(label, "ms/step", ms("incv4"), ms(ref), ref_name, False))
+        rows.append(Row(label, "peak RSS MB", per_side("incv4", "peak_rss_mb"), per_side(ref, "peak_rss_mb"),
+                        ref_name, False))
+    rows.append(Row(label, "compile s (first step)", inc.get("compile_s"), per_side("mindcv", "compile_s"),
+                    SIDES["mindcv"], False, target_ratio=1 / 0.8))
+    return rows
+
+
+def run(quick: bool, log=print) -> tuple[list[Row], list[str], dict]:
+    rows: list[Row] = []
+    raw = {}
+    plan = [(299, 8, 2 if quick else 5, 1), (75, 8, 2 if quick else 5, 2 if quick else 3)]
+    for size, batch, rounds, per_round in plan:
+        res = measure(size, batch, rounds, per_round, log=log)
+        raw[f"{size}"] = res
+        rows += rows_for(size, batch, res)
+    notes = ["Same recipe semantics on every side: momentum 0.9, CE + label smoothing 0.1, weight decay 4e-5 "
+             "except BatchNorm parameters and biases, warmup-cosine lr per step, dropout 0.2, 1000 classes, fp32 "
+             "(amp O0: the CPU has no float16 kernels), one fixed random batch (no input pipeline).",
+             "MindSpore sides: graph mode, MindSpore's default jit level and CPU thread pool; timm side: PyTorch "
+             "eager, torch.get_num_threads() threads (the core count).",
+             "Compile s = the first step's wall time (graph build + compile + one step); MindCV's side is "
+             "mindspore.Model's train network as built by mindcv.utils.create_trainer (what MindCV's train.py runs).",
+             "Each side runs in its own long-lived process; sides alternate round by round after one warm-up step."]
+    return rows, notes, {"raw": raw}

@@ -1,0 +1,193 @@
+"""One side of the train-step case, as a long-lived process: `python -m bench.train_worker --side S --size N
+--batch B`. It builds the network, loss, optimizer and train step the way that side's users do, then answers
+commands on stdin: `compile` (first step, timed), `steps K` (K timed steps), `quit` (peak RSS). Inputs are one
+fixed random batch so only the train step is timed.
+
+Sides (same recipe semantics everywhere: momentum 0.9, CE with label smoothing 0.1, weight decay 4e-5 not applied
+to BatchNorm parameters and biases, warmup-cosine lr per step, drop_rate 0.2, fp32):
+  incv4   incv4.trainer.model/optim, graph mode, the train step incv4's trainer builds
+  mindcv  mindcv.create_model/create_loss/create_optimizer/create_scheduler + create_trainer (mindspore.Model's
+          train network: what MindCV's train.py runs), graph mode
+  timm    timm.create_model('inception_v4') in PyTorch eager, SGD with timm's no-decay grouping
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+
+from bench.common import emit, peak_rss_mb
+
+STEPS_PER_EPOCH = 10  # only shapes the lr schedule; the same list length on every side
+RECIPE = dict(lr=0.045, min_lr=0.0, warmup_epochs=5, decay_epochs=195, epoch_size=200, momentum=0.9,
+              weight_decay=0.00004, label_smoothing=0.1, drop_rate=0.2, num_classes=1000)
+
+
+def _mindspore_context(args):
+    import mindspore as ms
+
+    ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
+    if args.jit_level:
+        ms.set_context(jit_config={"jit_level": args.jit_level})
+    if args.threads:
+        ms.set_context(runtime_num_threads=args.threads)
+    ms.set_seed(0)
+
+
+def _batch_ms(args):
+    import mindspore as ms
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = ms.Tensor(rng.standard_normal((args.batch, 3, args.size, args.size), dtype=np.float32))
+    y = ms.Tensor(rng.integers(0, RECIPE["num_classes"], args.batch).astype(np.int32))
+    return x, y
+
+
+def _incv4_train_step(net, loss, opt, recipe):
+    """The train step incv4's trainer compiles and the way it calls it each step (incv4.trainer.train)."""
+    import mindspore as ms
+    import numpy as np
+    from incv4.trainer import optim as incv4_optim
+    from incv4.trainer import train as incv4_train
+
+    step = incv4_train.build_train_step(net, loss, opt, recipe.loss_scale, 1, incv4_optim.optimizer_loss_scale(recipe))
+    one, do_update = ms.Tensor(np.float32(1.0)), ms.Tensor(True)
+
+    def call(x, y):
+        return step(x, y, one, do_update, ms.Tensor(np.float32(0.0)))  # as train.py: a fresh stop flag per step
+
+    return call
+
+
+def build_mindcv(args):
+    _mindspore_context(args)
+    import mindspore as ms
+    from mindcv.loss import create_loss
+    from mindcv.models import create_model
+    from mindcv.optim import create_optimizer
+    from mindcv.scheduler import create_scheduler
+    from mindcv.utils import create_trainer, get_metrics
+
+    net = create_model("inception_v4", num_classes=RECIPE["num_classes"], drop_rate=RECIPE["drop_rate"])
+    loss = create_loss(name="CE", label_smoothing=RECIPE["label_smoothing"])
+    lr = create_scheduler(STEPS_PER_EPOCH, scheduler="warmup_cosine_decay", lr=RECIPE["lr"],
+                          min_lr=RECIPE["min_lr"], warmup_epochs=RECIPE["warmup_epochs"],
+                          decay_epochs=RECIPE["decay_epochs"], num_epochs=RECIPE["epoch_size"])
+    opt = create_optimizer(net.trainable_params(), opt="momentum", lr=lr, weight_decay=RECIPE["weight_decay"],
+                           momentum=RECIPE["momentum"], nesterov=False, weight_decay_filter="norm_and_bias",
+                           loss_scale=1.0)
+    model = create_trainer(net, loss, opt, get_metrics(RECIPE["num_classes"]), amp_level="O0", amp_cast_list=None,
+                           loss_scale_type="fixed", loss_scale=1.0, drop_overflow_update=False)
+    step = model._train_network  # what Model.train runs each step (dataset_sink_mode False)
+    step.set_train()
+    return step
+
+
+def build_timm(args):
+    import numpy as np
+    import timm
+    import torch
+    from timm.optim import param_groups_weight_decay
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    net = timm.create_model("inception_v4", num_classes=RECIPE["num_classes"], drop_rate=RECIPE["drop_rate"])
+    net.train()
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=RECIPE["label_smoothing"])
+    groups = param_groups_weight_decay(net, weight_decay=RECIPE["weight_decay"])  # no decay on BN and biases
+    opt = torch.optim.SGD(groups, lr=RECIPE["lr"], momentum=RECIPE["momentum"])
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.standard_normal((args.batch, 3, args.size, args.size), dtype=np.float32))
+    y = torch.from_numpy(rng.integers(0, RECIPE["num_classes"], args.batch).astype(np.int64))
+
+    def one_step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(net(x), y)
+        loss.backward()
+        opt.step()
+        return float(loss.item())
+
+    return one_step, {"torch_threads": torch.get_num_threads()}
+
+
+def build(args):
+    """Returns (one_step() -> loss, info)."""
+    if args.side == "timm":
+        return build_timm(args)
+    if args.side == "incv4":
+        _mindspore_context(args)
+        step, x, y = _build_incv4_parts(args)
+    else:
+        step = build_mindcv(args)
+        x, y = _batch_ms(args)
+
+    def one_step():
+        out = step(x, y)
+        loss = out[0] if isinstance(out, (tuple, list)) else out
+        return float(loss.asnumpy())  # forces the step to finish
+
+    return one_step, {}
+
+
+def _build_incv4_parts(args):
+    from incv4.trainer import model as incv4_model
+    from incv4.trainer import optim as incv4_optim
+    from incv4.trainer import recipe as incv4_recipe
+
+    recipe = incv4_recipe.load(incv4_recipe.shipped_path("inception_v4_ascend.yaml"),
+                               overrides=[f"batch_size={args.batch}", f"image_resize={args.size}",
+                                          "amp_level=O0", "loss_scale=1.0", "device_target=CPU",
+                                          "distribute=False"])
+    net = incv4_model.inception_v4(num_classes=recipe.num_classes, drop_rate=recipe.drop_rate,
+                                   bn_momentum=recipe.bn_momentum)
+    loss = incv4_optim.create_loss(recipe)
+    schedule = incv4_optim.create_lr_schedule(recipe, STEPS_PER_EPOCH)
+    opt = incv4_optim.create_optimizer(net, recipe, schedule)
+    step = _incv4_train_step(net, loss, opt, recipe)
+    x, y = _batch_ms(args)
+    return step, x, y
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--side", choices=("incv4", "mindcv", "timm"), required=True)
+    parser.add_argument("--size", type=int, required=True)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--jit-level", default="", help="MindSpore jit_level (O0/O1/O2); default: MindSpore's")
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads; 0 = the framework default")
+    args = parser.parse_args(argv)
+    try:
+        t0 = time.perf_counter()
+        one_step, info = build(args)
+        emit(event="ready", build_s=time.perf_counter() - t0, **info)
+        for line in sys.stdin:
+            cmd = line.split()
+            if not cmd:
+                continue
+            if cmd[0] == "compile":
+                t = time.perf_counter()
+                loss = one_step()
+                emit(compile_s=time.perf_counter() - t, loss=loss)
+            elif cmd[0] == "steps":
+                times, loss = [], None
+                for _ in range(int(cmd[1])):
+                    t = time.perf_counter()
+                    loss = one_step()
+                    times.append(time.perf_counter() - t)
+                emit(step_s=times, loss=loss)
+            elif cmd[0] == "quit":
+                emit(peak_rss_mb=peak_rss_mb())
+                return 0
+    except Exception as err:
+        traceback.print_exc()
+        emit(error=f"{type(err).__name__}: {err}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
