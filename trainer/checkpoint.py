@@ -1,0 +1,247 @@
+"""Atomic training checkpoints, a manifest naming the newest complete one, and finding what to resume from.
+
+A checkpoint is MindSpore's .ckpt of the whole train step (network weights, BatchNorm statistics, the optimizer's
+moments and its `global_step`, which is the lr schedule's position) plus incv4's position in the run (epoch,
+global step, step within the epoch) stored inside the same file. It is written to a hidden temporary name in the
+same directory, fsynced, then renamed, so a file with a final name is always complete; `manifest.json` (written
+the same way) lists the complete checkpoints, newest last. Only the newest `keep_checkpoint_max` are kept.
+
+A full disk or any other write error is reported in one line and counted (metrics.checkpoint_failed); training
+goes on and the previous checkpoint stays the newest. On start, candidates are tried newest first; one that fails
+to load (truncated, bit-flipped: MindSpore's CRC check catches it) is skipped with a warning.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+MANIFEST = "manifest.json"
+PREFIX = "incv4"
+# Keys incv4 adds to the checkpoint (prefixed: the optimizer already has a parameter named `global_step`).
+EPOCH_KEY = "incv4_epoch"
+GLOBAL_STEP_KEY = "incv4_global_step"
+STEP_IN_EPOCH_KEY = "incv4_step_in_epoch"
+# Test hook: sleep this long between writing the temporary file and renaming it (a kill lands mid-write).
+SLOW_WRITE_ENV = "INCV4_TEST_SLOW_CKPT_SECONDS"
+
+_NAME_RE = re.compile(rf"^{PREFIX}-e(\d+)-s(\d+)\.ckpt$")
+
+
+@dataclass
+class Position:
+    """Where a run stands: `epoch` epochs are complete plus `step_in_epoch` steps of the next one."""
+    epoch: int = 0
+    global_step: int = 0
+    step_in_epoch: int = 0
+
+
+@dataclass
+class Loaded:
+    path: str
+    params: dict
+    position: Position
+
+
+@dataclass
+class Entry:
+    name: str
+    epoch: int
+    global_step: int
+    step_in_epoch: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def checkpoint_name(position: Position) -> str:
+    # The step is in the name so a mid-epoch checkpoint (SIGTERM) never overwrites an end-of-epoch one.
+    return f"{PREFIX}-e{position.epoch:04d}-s{position.global_step:09d}.ckpt"
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: str) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write `text` to `path` through a temporary file in the same directory, fsynced and renamed."""
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".tmp-{os.path.basename(path)}.{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+    _fsync_dir(directory)
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def read_manifest(directory: str) -> List[Entry]:
+    """The manifest's entries, oldest first; [] when it is missing or unreadable (the directory scan then serves)."""
+    path = os.path.join(directory, MANIFEST)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        return [Entry(e["name"], int(e["epoch"]), int(e["global_step"]), int(e.get("step_in_epoch", 0)),
+                      dict(e.get("extra", {}))) for e in data["checkpoints"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def write_manifest(directory: str, entries: List[Entry]) -> None:
+    latest = entries[-1].name if entries else None
+    data = {"latest": latest,
+            "checkpoints": [{"name": e.name, "epoch": e.epoch, "global_step": e.global_step,
+                             "step_in_epoch": e.step_in_epoch, "extra": e.extra} for e in entries]}
+    atomic_write_text(os.path.join(directory, MANIFEST), json.dumps(data, indent=1) + "\n")
+
+
+def _scan(directory: str) -> List[Entry]:
+    """Complete checkpoints found by name (a final name is only ever given by the rename)."""
+    found = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    for name in names:
+        match = _NAME_RE.match(name)
+        if match:
+            found.append(Entry(name, int(match.group(1)), int(match.group(2))))
+    return found
+
+
+def candidates(directory: str) -> List[Entry]:
+    """Checkpoints to resume from, newest first: the manifest's entries plus any complete file it does not list
+    (e.g. the manifest rename was lost), without duplicates."""
+    by_name = {e.name: e for e in _scan(directory)}
+    for entry in read_manifest(directory):
+        if os.path.exists(os.path.join(directory, entry.name)):
+            by_name[entry.name] = entry
+    return sorted(by_name.values(), key=lambda e: (e.global_step, e.epoch), reverse=True)
+
+
+def remove_stale_temporaries(directory: str) -> None:
+    """Remove half-written temporaries a killed writer left behind."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(".tmp-"):
+            _remove_quietly(os.path.join(directory, name))
+
+
+def _scalar(value) -> int:
+    if hasattr(value, "asnumpy"):
+        return int(value.asnumpy())
+    return int(value)
+
+
+def load(path: str) -> Loaded:
+    """Load one checkpoint with MindSpore's CRC check. Raises ValueError (MindSpore's) if it is damaged."""
+    import mindspore as ms
+
+    params = ms.load_checkpoint(path, crc_check=True)
+    position = Position(epoch=_scalar(params.pop(EPOCH_KEY, 0)),
+                        global_step=_scalar(params.pop(GLOBAL_STEP_KEY, 0)),
+                        step_in_epoch=_scalar(params.pop(STEP_IN_EPOCH_KEY, 0)))
+    return Loaded(path, params, position)
+
+
+def load_newest(directory: str, log: Callable[[str], None] = print) -> Optional[Loaded]:
+    """The newest checkpoint in `directory` that loads; damaged ones are skipped with a warning. None if none."""
+    for entry in candidates(directory):
+        path = os.path.join(directory, entry.name)
+        try:
+            return load(path)
+        except Exception as err:  # MindSpore raises ValueError/RuntimeError for damaged files
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            log(f"warning: checkpoint {path} does not load ({reason}); trying the previous one")
+    return None
+
+
+class CheckpointWriter:
+    """Writes checkpoints of one run into `directory`, keeping the newest `keep_max`."""
+
+    def __init__(self, directory: str, keep_max: int, metrics=None, log: Callable[[str], None] = print):
+        self.directory = directory
+        self.keep_max = keep_max
+        self.metrics = metrics
+        self.log = log
+
+    def save(self, save_obj, position: Position, extra: Optional[dict] = None) -> Optional[str]:
+        """Save `save_obj` (a Cell or a parameter list) at `position`. Returns the path, or None when the write
+        failed (logged and counted; the previous checkpoint stays the newest)."""
+        import mindspore as ms
+
+        started = time.monotonic()
+        name = checkpoint_name(position)
+        final = os.path.join(self.directory, name)
+        tmp = os.path.join(self.directory, f".tmp-{name}")
+        append = {EPOCH_KEY: position.epoch, GLOBAL_STEP_KEY: position.global_step,
+                  STEP_IN_EPOCH_KEY: position.step_in_epoch}
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+            _remove_quietly(tmp)  # MindSpore leaves its files read-only; a leftover would block the write
+            ms.save_checkpoint(save_obj, tmp, append_dict=append, crc_check=True)
+            slow = float(os.environ.get(SLOW_WRITE_ENV, "0") or 0)
+            if slow > 0:
+                time.sleep(slow)
+            _fsync_file(tmp)
+            os.replace(tmp, final)
+            _fsync_dir(self.directory)
+            entries = [e for e in read_manifest(self.directory) if e.name != name
+                       and os.path.exists(os.path.join(self.directory, e.name))]
+            entries.append(Entry(name, position.epoch, position.global_step, position.step_in_epoch,
+                                 dict(extra or {})))
+            entries.sort(key=lambda e: (e.global_step, e.epoch))
+            kept, dropped = entries[-self.keep_max:], entries[:-self.keep_max]
+            write_manifest(self.directory, kept)
+        except (OSError, RuntimeError, ValueError) as err:
+            _remove_quietly(tmp)
+            self.log(f"error: checkpoint {final} was not written: {_describe(err)}; "
+                     f"training goes on, the previous checkpoint stays the newest")
+            if self.metrics is not None:
+                self.metrics.checkpoint_failed()
+            return None
+        # Prune only after the manifest no longer names them. Files outside the manifest (from a run whose
+        # manifest was lost) are pruned too, by age, so the directory never grows past keep_max.
+        listed = {e.name for e in kept}
+        for entry in dropped + [e for e in _scan(self.directory) if e.name not in listed
+                                and (e.global_step, e.epoch) < (kept[0].global_step, kept[0].epoch)]:
+            _remove_quietly(os.path.join(self.directory, entry.name))
+        if self.metrics is not None:
+            self.metrics.checkpoint_saved(time.monotonic() - started)
+        return final
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return "no space left on the device"
+    if isinstance(err, OSError) and err.strerror:
+        return f"{err.strerror} ({err.filename or ''})".replace(" ()", "")
+    text = str(err).strip()
+    if "No space left" in text:
+        return "no space left on the device"
+    return text.splitlines()[0] if text else type(err).__name__
