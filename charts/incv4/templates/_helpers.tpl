@@ -1,0 +1,113 @@
+{{/*
+Helpers. The Job and the recipe ConfigMap mirror incv4.operator.render exactly (names, labels, key order, which
+keys appear when): change both together; tests/test_chart_parity.py compares them over a matrix of settings.
+*/}}
+
+{{/* The job name: .Values.name or the release name, checked as spec.py checks it. */}}
+{{- define "incv4.name" -}}
+{{- $name := .Values.name | default .Release.Name -}}
+{{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $name) -}}
+{{- fail (printf "name %q: must be a DNS-1035 label: lower-case letters, digits and '-', starting with a letter and ending with a letter or digit (set .Values.name)" $name) -}}
+{{- end -}}
+{{- /* Pod hostnames <name>-worker-<index> must stay within a 63-character DNS label. */ -}}
+{{- $limit := sub 63 (add 8 (len (toString (max (sub (int .Values.nodes) 1) 0)))) -}}
+{{- if gt (len $name) (int $limit) -}}
+{{- fail (printf "name %q: %d characters is too long; at most %d so that pod hostnames '<name>-worker-%d' stay within 63 (set .Values.name)" $name (len $name) $limit (sub (int .Values.nodes) 1)) -}}
+{{- end -}}
+{{- $name -}}
+{{- end -}}
+
+{{/* The labels render.labels() puts on the Job and the recipe ConfigMap. */}}
+{{- define "incv4.labels" -}}
+app.kubernetes.io/name: incv4
+app.kubernetes.io/instance: {{ include "incv4.name" . }}
+app.kubernetes.io/component: trainer
+app.kubernetes.io/part-of: incv4
+{{- end -}}
+
+{{/* The labels of the chart's other objects: the run's labels plus Helm's own. */}}
+{{- define "incv4.chartLabels" -}}
+app.kubernetes.io/name: incv4
+app.kubernetes.io/instance: {{ include "incv4.name" . }}
+app.kubernetes.io/part-of: incv4
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{/* How each chip shows up in Kubernetes: spec.CHIPS (resource, ring-controller.atlas pod label, accelerator-type
+node label). "cpu" has none of them. */}}
+{{- define "incv4.chip" -}}
+{{- $chips := dict
+  "910" (dict "resource" "huawei.com/Ascend910" "podLabel" "ascend-910" "acceleratorType" "module")
+  "910B" (dict "resource" "huawei.com/Ascend910" "podLabel" "ascend-910b" "acceleratorType" "module-910b-8")
+  "cpu" (dict) -}}
+{{- toJson (get $chips (toString .Values.chip)) -}}
+{{- end -}}
+
+{{- define "incv4.recipeConfigMapName" -}}
+{{- printf "%s-recipe" (include "incv4.name" .) -}}
+{{- end -}}
+
+{{/* Where the recipe comes from (the ConfigMap's incv4.io/recipe-source annotation). */}}
+{{- define "incv4.recipeSource" -}}
+{{- if .Values.recipe.inline -}}
+values:recipe.inline
+{{- else -}}
+{{- printf "chart:%s" .Values.recipe.file -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The recipe text, verbatim. */}}
+{{- define "incv4.recipeText" -}}
+{{- if .Values.recipe.inline -}}
+{{- .Values.recipe.inline -}}
+{{- else -}}
+{{- $text := .Files.Get .Values.recipe.file -}}
+{{- if not $text -}}
+{{- fail (printf "recipe.file %q: no such file in the chart (shipped: recipes/inception_v4_ascend.yaml); give recipe.inline for your own recipe" .Values.recipe.file) -}}
+{{- end -}}
+{{- $text -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The dataset claim the pods mount, or "" for a hostPath. createPvc > hostPath > pvc. */}}
+{{- define "incv4.datasetClaim" -}}
+{{- if .Values.dataset.createPvc.enabled -}}
+{{- printf "%s-dataset" (include "incv4.name" .) -}}
+{{- else if not .Values.dataset.hostPath -}}
+{{- required "dataset: give dataset.pvc (an existing claim), dataset.hostPath or dataset.createPvc.enabled" .Values.dataset.pvc -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The checkpoint claim, or "" for an emptyDir. */}}
+{{- define "incv4.ckptClaim" -}}
+{{- if .Values.checkpoint.createPvc.enabled -}}
+{{- printf "%s-ckpt" (include "incv4.name" .) -}}
+{{- else -}}
+{{- .Values.checkpoint.pvc -}}
+{{- end -}}
+{{- end -}}
+
+{{/* render.launch_command(spec). */}}
+{{- define "incv4.launchCommand" -}}
+- incv4
+- launch
+- --config
+- /etc/incv4/recipe.yaml
+- --data-dir
+- /data
+{{- range .Values.recipe.overrides }}
+- --set
+- {{ . | quote }}
+{{- end }}
+- --set
+- ckpt_save_dir=/ckpt
+- --metrics-port
+- {{ .Values.metricsPort | int | toString | quote }}
+{{- if ne (int .Values.npusPerNode) 8 }}
+{{- /* one worker process per NPU; the launcher's default is a full 8-NPU node */}}
+- --local-workers
+- {{ .Values.npusPerNode | int | toString | quote }}
+{{- end }}
+{{- end -}}
