@@ -110,7 +110,8 @@ class StopRequest:
         self.requested = True
 
 
-def build_train_step(network, loss_fn, optimizer, loss_scale: float, rank_size: int, optimizer_loss_scale: float = 1.0):
+def build_train_step(network, loss_fn, optimizer, loss_scale: float, rank_size: int,
+                     optimizer_loss_scale: float = 1.0):
     """The compiled train step: loss, gradients (all-reduced mean across ranks), the update only when every
     gradient is finite and `update` is set, and the stop flag summed across ranks.
     The loss is scaled by `loss_scale` for the backward pass; the optimizer divides by `optimizer_loss_scale`
@@ -251,15 +252,9 @@ def _train(recipe, rank: int, rank_size: int, stop: StopRequest, resume: bool, s
            metrics_port: int) -> int:
     from incv4.trainer import checkpoint, data, metrics, recipe as recipes
 
-    recipes.require_data_dir(recipe, [recipe.train_split] + ([recipe.val_split] if recipe.val_while_train else []))
-    try:
-        data.check_image_folder(recipe.data_dir,
-                                [recipe.train_split] + ([recipe.val_split] if recipe.val_while_train else []))
-    except RecipeError:
-        raise
-    except ValueError as err:  # the data module's one-line description of bad data
-        log_error(f"error: {err}")
-        return exit_codes.USAGE
+    splits = [recipe.train_split] + ([recipe.val_split] if recipe.val_while_train else [])
+    recipes.require_data_dir(recipe, splits)
+    data.check_image_folder(recipe.data_dir, splits)  # bad data stops here: DataError is a RecipeError
 
     import mindspore as ms
     import numpy as np
@@ -288,25 +283,20 @@ def _train(recipe, rank: int, rank_size: int, stop: StopRequest, resume: bool, s
             "loop gives SIGTERM, NaN and progress handling)")
 
     global_batch = recipe.batch_size * rank_size
-    lr = recipe.lr
-    if global_batch != recipe.reference_global_batch:
-        note = f"global batch {global_batch} ({rank_size} x {recipe.batch_size}) differs from the recipe's " \
-               f"reference {recipe.reference_global_batch}"
-        if scale_lr:
+    if rank_size == 1:  # under the launcher, the launcher logs the global batch and applies --scale-lr
+        lr = recipe.lr
+        if global_batch != recipe.reference_global_batch and scale_lr:
             lr = recipe.lr * global_batch / recipe.reference_global_batch
-            say(f"{note}; --scale-lr: lr {recipe.lr:g} -> {lr:g}")
-        else:
-            say(f"{note}; lr kept at {lr:g} (--scale-lr scales it linearly)")
-    else:
-        say(f"global batch {global_batch} ({rank_size} x {recipe.batch_size})")
-    if lr != recipe.lr:
-        recipe = recipes.validate({**recipe, "lr": lr, "min_lr": min(recipe.min_lr, lr)}, name=recipe.name)
+            say(f"global batch {global_batch} differs from the recipe's reference {recipe.reference_global_batch}; "
+                f"--scale-lr: lr {recipe.lr:g} -> {lr:g}")
+            recipe = recipes.validate({**recipe, "lr": lr, "min_lr": min(recipe.min_lr, lr)}, name=recipe.name)
+        elif global_batch != recipe.reference_global_batch:
+            say(f"global batch {global_batch} differs from the recipe's reference {recipe.reference_global_batch}; "
+                f"lr kept at {lr:g} (--scale-lr scales it linearly)")
 
     ms.set_seed(recipe.seed)  # identical initial weights on every rank
-    _, steps_per_epoch = data.create_train_dataset(recipe, rank, rank_size)
-    if steps_per_epoch <= 0:
-        raise RecipeError(f"recipe key 'batch_size': {recipe.batch_size} x {rank_size} workers leaves no full "
-                          f"batch in '{recipe.data_dir}/{recipe.train_split}'")
+    train_folder = data.list_image_folder(recipe.data_dir, recipe.train_split)
+    _, steps_per_epoch = data.create_train_dataset(recipe, rank, rank_size, folder=train_folder)
     total_steps = steps_per_epoch * recipe.epoch_size
 
     network = model.inception_v4(num_classes=recipe.num_classes, in_channels=recipe.in_channels,
@@ -365,7 +355,7 @@ def _train(recipe, rank: int, rank_size: int, stop: StopRequest, resume: bool, s
 
     while position.epoch < recipe.epoch_size:
         epoch = position.epoch
-        dataset = _epoch_dataset(data, recipe, rank, rank_size, epoch, position.step_in_epoch)
+        dataset = _epoch_dataset(data, recipe, train_folder, rank, rank_size, epoch, position.step_in_epoch)
         interval_start, interval_steps = time.monotonic(), 0
         step_start = time.monotonic()
         for images, labels in dataset.create_tuple_iterator(num_epochs=1):
@@ -420,7 +410,7 @@ def _train(recipe, rank: int, rank_size: int, stop: StopRequest, resume: bool, s
         last_epoch = position.epoch == recipe.epoch_size
         if recipe.val_while_train and (position.epoch % recipe.val_interval == 0 or last_epoch):
             if recalibrator is not None:
-                _recalibrate(recalibrator, train_step, data, recipe, rank, rank_size, position.epoch)
+                _recalibrate(recalibrator, train_step, data, recipe, train_folder, rank, rank_size, position.epoch)
             started = time.monotonic()
             accuracy = evaluate.evaluate(network, data.create_eval_dataset(recipe, rank, rank_size),
                                          recipe.batch_size, rank_size)
@@ -441,19 +431,21 @@ def _train(recipe, rank: int, rank_size: int, stop: StopRequest, resume: bool, s
     return exit_codes.OK
 
 
-def _epoch_dataset(data, recipe, rank: int, rank_size: int, epoch: int, skip_batches: int):
-    """The epoch's training batches in an order fixed by (seed, epoch), so a resumed run sees the same data order;
-    a mid-epoch resume skips the batches already trained on."""
+def _epoch_dataset(data, recipe, folder, rank: int, rank_size: int, epoch: int, skip_batches: int):
+    """The epoch's training batches: the data module fixes the order by (seed, epoch) and the augmentations draw
+    from a dataset seed set per epoch, so a resumed run sees the epoch's data order again; a mid-epoch resume
+    skips the batches already trained on."""
     import mindspore.dataset as ds
 
     ds.config.set_seed(recipe.seed + epoch)
-    dataset, _ = data.create_train_dataset(recipe, rank, rank_size)
+    dataset, _ = data.create_train_dataset(recipe, rank, rank_size, epoch=epoch, folder=folder)
     if skip_batches:
         dataset = dataset.skip(skip_batches)
     return dataset
 
 
-def _recalibrate(recalibrator: BatchNormRecalibrator, train_step, data, recipe, rank, rank_size, epoch) -> None:
+def _recalibrate(recalibrator: BatchNormRecalibrator, train_step, data, recipe, folder, rank, rank_size,
+                 epoch) -> None:
     import mindspore as ms
     import numpy as np
 
@@ -465,7 +457,7 @@ def _recalibrate(recalibrator: BatchNormRecalibrator, train_step, data, recipe, 
     done = 0
     round_ = 0
     while done < passes:  # a small shard may hold fewer batches than passes: go round again
-        dataset = _epoch_dataset(data, recipe, rank, rank_size, 10_000 + epoch * 100 + round_, 0)
+        dataset = _epoch_dataset(data, recipe, folder, rank, rank_size, 10_000 + epoch * 100 + round_, 0)
         for images, labels in dataset.create_tuple_iterator(num_epochs=1):
             train_step(images, labels, one, no_update, no_stop)  # the forward moves BN statistics; no update
             done += 1
