@@ -495,3 +495,6 @@ def _register_trainer_commands():
 
 
 _register_trainer_commands()
+
+if __name__ == "__main__":  # `python -m incv4.operator.cli`, as the console script
+    main()

@@ -121,7 +121,15 @@ class Cluster:
         self.namespace = namespace or default_namespace
         self.api_client = client.ApiClient(configuration)
         self.custom = client.CustomObjectsApi(self.api_client)
-        self.core = client.CoreV1Api(self.api_client)
+        self._core = None
+
+    @property
+    def core(self):
+        """CoreV1Api, built on first use: importing it costs seconds with kubernetes>=35 (pydantic models), and
+        `list`, `watch` and `suspend` never need it."""
+        if self._core is None:
+            self._core = self._client.CoreV1Api(self.api_client)
+        return self._core
 
     # ---- error handling and retries ------------------------------------------------------------------------------
 

@@ -1,0 +1,317 @@
+"""The CLI's cluster commands with the real `kubernetes` client against tests/fake_apiserver.py (real Kubernetes JSON
+over HTTP on loopback): submit, list, status, logs, watch (dropped watches, 410 Gone), delete, suspend, resume; the
+one-line errors for 404 / 409 / 403 / 422 / 401 / connection refused; retries only where safe; no token printed."""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from fake_apiserver import FakeApiServer, status_error
+from incv4.operator import cluster as cluster_mod
+from incv4.operator.cli import main
+from incv4.operator.render import render_all
+from incv4.operator.spec import JobSpec
+
+SPEC = ["--name", "run1", "--image", "registry.example.com/incv4:0.1.0", "--dataset-pvc", "imagenet",
+        "--nodes", "2", "--ckpt-pvc", "ckpt"]
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch):
+    """Real backoff waits 0.5-8 s; the behaviour under test is the same with short waits."""
+    monkeypatch.setattr(cluster_mod.Retry, "BASE_DELAY", 0.01)
+
+
+@pytest.fixture
+def api(tmp_path):
+    with FakeApiServer() as server:
+        server.kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig", namespace="team-a")
+        server.outputs = []  # everything the CLI printed, for the token check
+        yield server
+    everything = "\n".join(server.outputs)
+    assert server.token not in everything, "the kubeconfig's bearer token was printed"
+
+
+def cli(api, *args):
+    result = CliRunner().invoke(main, [*args, "--kubeconfig", api.kubeconfig])
+    api.outputs += [result.stdout, result.stderr]
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+def add_job(api, name="run1", phase="Running", namespace="team-a", nodes=2):
+    spec = JobSpec(name=name, image="registry.example.com/incv4:0.1.0", dataset_pvc="imagenet", nodes=nodes,
+                   namespace=namespace)
+    return api.add_job(render_all(spec, "lr: 0.1\n")[1], phase=phase)
+
+
+def test_submit_creates_the_recipe_configmap_then_the_job_in_the_contexts_namespace(api):
+    result = cli(api, "submit", *SPEC, "--set", "epoch_size=30")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["configmap/run1-recipe created", "job.batch.volcano.sh/run1 created"]
+    job = api.jobs[("team-a", "run1")]
+    assert job["spec"]["minAvailable"] == 2
+    assert "--set" in job["spec"]["tasks"][0]["template"]["spec"]["containers"][0]["command"]
+    configmap = api.configmaps[("team-a", "run1-recipe")]
+    assert "lr: 0.045" in configmap["data"]["recipe.yaml"] or "lr:" in configmap["data"]["recipe.yaml"]
+    # The ConfigMap was created before the Job (pods mount it) and is then owned by it (garbage-collected with it).
+    posts = [r[1] for r in api.requests if r[0] == "POST"]
+    assert posts == ["/api/v1/namespaces/team-a/configmaps", "/apis/batch.volcano.sh/v1alpha1/namespaces/team-a/jobs"]
+    assert configmap["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
+
+
+def test_submit_server_dry_run_persists_nothing(api):
+    result = cli(api, "submit", *SPEC, "--dry-run=server", "-o", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["kind"] == "List"
+    assert api.jobs == {} and api.configmaps == {}
+    assert all(q.get("dryRun") == "All" for m, p, q in api.requests if m == "POST")
+
+
+def test_submit_of_an_existing_job_is_refused_without_touching_its_recipe(api):
+    add_job(api)
+    result = cli(api, "submit", *SPEC)
+    assert result.exit_code == 1
+    assert result.stderr.strip().startswith("error: jobs.batch.volcano.sh 'run1' already exists in namespace team-a")
+    assert api.requests_matching("POST", "configmaps") == [] and api.requests_matching("PUT", "configmaps") == []
+
+
+def test_a_409_on_create_is_not_retried_and_the_recipe_is_cleaned_up(api):
+    api.fail("POST", r"/jobs$", 409, body=status_error(409, "AlreadyExists", 'jobs.batch.volcano.sh "run1" already '
+                                                      "exists", {"name": "run1", "kind": "jobs"}))
+    result = cli(api, "submit", *SPEC)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "error: jobs.batch.volcano.sh 'run1' already exists in namespace team-a"
+    assert len(api.requests_matching("POST", r"/jobs$")) == 1
+    assert ("team-a", "run1-recipe") not in api.configmaps
+
+
+def test_a_503_on_create_is_not_retried_but_a_503_on_get_is(api):
+    api.fail("POST", r"/jobs$", 503)
+    result = cli(api, "submit", *SPEC)
+    assert result.exit_code == 1 and "API server error 503" in result.stderr
+    assert len(api.requests_matching("POST", r"/jobs$")) == 1  # never a duplicate job
+    add_job(api, name="run2")
+    api.fail("GET", r"/jobs/run2$", 503, times=2)
+    result = cli(api, "status", "run2")
+    assert result.exit_code == 0, result.output
+    assert len(api.requests_matching("GET", r"/jobs/run2$")) == 3
+    assert "Phase:       Running" in result.stdout
+
+
+def test_429_and_dropped_connections_on_list_are_retried(api):
+    add_job(api)
+    api.fail("GET", r"/namespaces/team-a/jobs$", 429)
+    api.fail("GET", r"/namespaces/team-a/jobs$", 0, drop=True)
+    result = cli(api, "list")
+    assert result.exit_code == 0, result.output
+    assert len(api.requests_matching("GET", r"/namespaces/team-a/jobs$")) == 3
+
+
+def test_list_shows_vcctls_columns(api):
+    add_job(api, "run1", "Running")
+    add_job(api, "run2", "Pending", nodes=4)
+    add_job(api, "other", "Completed", namespace="team-b")
+    result = cli(api, "list")
+    assert result.exit_code == 0, result.output
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["NAME", "AGE", "PHASE", "REPLICAS", "MIN", "PENDING", "RUNNING", "SUCCEEDED",
+                              "FAILED", "RETRIES"]
+    assert [r.split()[0] for r in rows] == ["run1", "run2"]
+    assert rows[0].split()[2:] == ["Running", "2", "2", "0", "2", "0", "0", "0"]
+    assert rows[1].split()[2:] == ["Pending", "4", "4", "4", "0", "0", "0", "0"]
+    everywhere = cli(api, "list", "-A")
+    header, *rows = everywhere.stdout.splitlines()
+    assert header.split()[0] == "NAMESPACE" and len(rows) == 3
+    assert "team-b" in everywhere.stdout and "Completed" in everywhere.stdout
+    as_json = json.loads(cli(api, "list", "-o", "json").stdout)
+    assert [j["metadata"]["name"] for j in as_json["items"]] == ["run1", "run2"]
+
+
+def test_status_shows_phase_counts_retries_conditions_and_reason(api):
+    add_job(api)
+    api.set_phase("team-a", "run1", "Restarting")
+    api.set_phase("team-a", "run1", "Failed")
+    result = cli(api, "status", "run1")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "Phase:       Failed" in out
+    assert "Reason:      PodFailed: pod failed and maxRetry exhausted" in out
+    assert "Retries:     1 of 3" in out
+    assert "Task worker:" in out and "Failed 2" in out
+    assert "Conditions:" in out and "Restarting" in out
+    body = yaml.safe_load(cli(api, "status", "run1", "-o", "yaml").stdout)
+    assert body["phase"] == "Failed" and body["retries"] == 1 and body["counts"]["failed"] == 2
+
+
+def test_status_phase_completing(api):
+    add_job(api, phase="Completing")
+    result = cli(api, "status", "run1")
+    assert "Phase:       Completing" in result.stdout
+
+
+def test_logs_by_rank_pod_tail_and_follow(api):
+    add_job(api)
+    api.logs[("team-a", "run1-worker-0")] = [f"rank0 line {i}" for i in range(5)]
+    api.logs[("team-a", "run1-worker-1")] = ["rank1 only"]
+    api.log_follow_lines[("team-a", "run1-worker-0")] = ["later 1", "later 2"]
+    assert cli(api, "logs", "run1").stdout.splitlines() == [f"rank0 line {i}" for i in range(5)]
+    assert cli(api, "logs", "run1", "--rank", "1").stdout.splitlines() == ["rank1 only"]
+    assert cli(api, "logs", "run1", "--pod", "run1-worker-1").stdout.splitlines() == ["rank1 only"]
+    assert cli(api, "logs", "run1", "--tail", "2").stdout.splitlines() == ["rank0 line 3", "rank0 line 4"]
+    followed = cli(api, "logs", "run1", "-f", "--tail", "1")
+    assert followed.stdout.splitlines() == ["rank0 line 4", "later 1", "later 2"]
+    assert api.requests_matching("GET", "run1-worker-0/log")[-1][2] == {"follow": "true", "tailLines": "1"}
+    missing = cli(api, "logs", "run1", "--rank", "7")
+    assert missing.exit_code == 1
+    assert missing.stderr.strip() == "error: pods/log 'run1-worker-7' not found in namespace team-a"
+
+
+def test_watch_survives_three_dropped_watches_and_a_410_and_exits_0_on_completed(api):
+    add_job(api, phase="Pending")
+    api.script_watch(["Running", "drop"], ["drop"], ["gone"], ["drop"], ["Completing", "Completed"])
+    result = cli(api, "watch", "run1", "--no-progress")
+    assert result.exit_code == 0, result.output
+    phases = [line.split()[2] for line in result.stdout.splitlines()]
+    assert phases == ["Pending", "Running", "Completing", "Completed"]
+    watches = [q for m, p, q in api.requests if m == "GET" and q.get("watch") == "true"]
+    assert len(watches) == 5
+    # After a drop the watch resumes from the last resourceVersion; after the 410 it re-lists (a fresh GET).
+    assert watches[1]["resourceVersion"] == watches[2]["resourceVersion"] != watches[0]["resourceVersion"]
+    assert len(api.requests_matching("GET", r"/jobs/run1$")) == 2
+
+
+@pytest.mark.parametrize("final, code", [("Failed", 1), ("Aborted", 1), ("Terminated", 1), ("Completed", 0)])
+def test_watch_exit_code_is_0_only_for_completed(api, final, code):
+    add_job(api)
+    api.script_watch(["Restarting", "Running", final])
+    result = cli(api, "watch", "run1", "--no-progress")
+    assert result.exit_code == code, result.output
+    assert result.stdout.splitlines()[-1].split()[2] == final
+
+
+def test_watch_gives_up_with_one_line_when_the_server_stays_unavailable(api):
+    add_job(api)
+    api.fail("GET", r"/namespaces/team-a/jobs$", 503, times=50)
+    result = cli(api, "watch", "run1", "--no-progress")
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == \
+        "error: watch jobs.batch.volcano.sh 'run1' in namespace team-a: API server error 503 injected 503"
+
+
+def test_delete_removes_the_job_and_its_recipe(api):
+    assert cli(api, "submit", *SPEC).exit_code == 0
+    result = cli(api, "delete", "run1")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["job.batch.volcano.sh/run1 deleted", "configmap/run1-recipe deleted"]
+    assert api.jobs == {} and api.configmaps == {}
+    again = cli(api, "delete", "run1")
+    assert again.exit_code == 1
+    assert again.stderr.strip() == "error: jobs.batch.volcano.sh 'run1' not found in namespace team-a"
+
+
+def test_suspend_and_resume_send_volcano_commands_owned_by_the_job(api):
+    job = add_job(api)
+    result = cli(api, "suspend", "run1")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("job.batch.volcano.sh/run1 suspended")
+    assert api.jobs[("team-a", "run1")]["status"]["state"]["phase"] == "Aborted"
+    assert cli(api, "resume", "run1").exit_code == 0
+    assert api.jobs[("team-a", "run1")]["status"]["state"]["phase"] == "Running"
+    abort, resume = api.commands
+    owner = {"apiVersion": "batch.volcano.sh/v1alpha1", "kind": "Job", "name": "run1",
+             "uid": job["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+    assert abort["apiVersion"] == "bus.volcano.sh/v1alpha1" and abort["kind"] == "Command"
+    assert (abort["action"], resume["action"]) == ("AbortJob", "ResumeJob")
+    assert abort["target"] == owner and abort["metadata"]["ownerReferences"] == [owner]
+    assert abort["metadata"]["generateName"] == "run1-abortjob-"
+
+
+def test_missing_job_gives_not_found(api):
+    for args in (["status", "nope"], ["watch", "nope"], ["suspend", "nope"], ["delete", "nope"]):
+        result = cli(api, *args)
+        assert result.exit_code == 1, args
+        assert result.stderr.strip() == "error: jobs.batch.volcano.sh 'nope' not found in namespace team-a", args
+
+
+def test_forbidden_names_the_verb_and_the_resource(api):
+    api.fail("POST", r"/configmaps$", 403, body=status_error(
+        403, "Forbidden", 'configmaps is forbidden: User "alice" cannot create resource "configmaps"'))
+    result = cli(api, "submit", *SPEC)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == ("error: forbidden: you may not create configmaps in namespace team-a (ask for "
+                                     "an RBAC Role that allows 'create' on 'configmaps')")
+    api.fail("GET", r"/namespaces/team-a/jobs$", 403)
+    result = cli(api, "list")
+    assert "you may not list jobs.batch.volcano.sh in namespace team-a" in result.stderr
+
+
+def test_invalid_names_the_field_and_exits_2(api):
+    api.fail("POST", r"/jobs$", 422, body=status_error(
+        422, "Invalid", 'Job.batch.volcano.sh "run1" is invalid: spec.tasks[0].replicas: Invalid value: -1',
+        {"name": "run1", "group": "batch.volcano.sh", "kind": "Job", "causes": [
+            {"reason": "FieldValueInvalid", "message": "Invalid value: -1: must be greater than or equal to 0",
+             "field": "spec.tasks[0].replicas"}]}))
+    result = cli(api, "submit", *SPEC)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("error: invalid jobs.batch.volcano.sh 'run1': spec.tasks[0].replicas: "
+                                     "Invalid value: -1: must be greater than or equal to 0")
+
+
+def test_unauthorized_never_shows_the_credentials(api, tmp_path):
+    config = yaml.safe_load(open(api.kubeconfig, encoding="utf-8"))
+    config["users"][0]["user"]["token"] = "wrong-" + api.token  # contains the real token too: must not leak
+    bad = tmp_path / "bad-kubeconfig"
+    bad.write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = CliRunner().invoke(main, ["list", "--kubeconfig", str(bad)])
+    api.outputs += [result.stdout, result.stderr]
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: unauthorized: the API server at {api.url} rejected the credentials " \
+                                     f"of the kubeconfig"
+
+
+def test_connection_refused_is_one_line(api, tmp_path):
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = yaml.safe_load(open(api.kubeconfig, encoding="utf-8"))
+    config["clusters"][0]["cluster"]["server"] = f"http://127.0.0.1:{port}"
+    dead = tmp_path / "dead-kubeconfig"
+    dead.write_text(yaml.safe_dump(config), encoding="utf-8")
+    for args in (["list"], ["status", "run1"], ["submit", *SPEC], ["logs", "run1"]):
+        result = CliRunner().invoke(main, [*args, "--kubeconfig", str(dead)])
+        api.outputs += [result.stdout, result.stderr]
+        assert result.exit_code == 1, args
+        assert result.stderr.strip() == \
+            f"error: cannot reach the Kubernetes API server at http://127.0.0.1:{port} (connection refused)", args
+
+
+def test_bad_kubeconfig_and_context_are_one_line(api, tmp_path):
+    result = CliRunner().invoke(main, ["list", "--kubeconfig", api.kubeconfig, "--context", "nope"])
+    assert result.exit_code == 1 and result.stderr.startswith("error: kubeconfig: ")
+    assert len(result.stderr.strip().splitlines()) == 1
+    missing = CliRunner().invoke(main, ["list", "--kubeconfig", str(tmp_path / "absent")])
+    assert missing.exit_code == 1 and missing.stderr.startswith("error: kubeconfig: ")
+
+
+def test_the_token_never_appears_in_any_output_of_a_real_cli_process(api):
+    """The console script in its own process, every command and several failures; stdout+stderr are grepped."""
+    add_job(api)
+    api.logs[("team-a", "run1-worker-0")] = ["hello"]
+    api.fail("GET", r"/jobs/run1$", 403)
+    outputs = []
+    for args in (["status", "run1"], ["logs", "run1"], ["submit", *SPEC, "--name", "run9", "--dry-run=server"]):
+        proc = subprocess.run([sys.executable, "-m", "incv4.operator.cli", *args, "--kubeconfig", api.kubeconfig],
+                              capture_output=True, text=True, timeout=120)
+        outputs.append(proc.stdout + proc.stderr)
+        assert "Traceback" not in proc.stderr, proc.stderr
+    joined = "\n".join(outputs)
+    assert "hello" in joined and "forbidden" in joined and "server dry run" in joined  # the commands did run
+    assert api.token not in joined
+    api.outputs.append(joined)
