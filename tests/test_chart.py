@@ -221,6 +221,35 @@ def test_name_length_limit_matches_job_spec(chart):
             render_chart(chart, {"nodes": nodes, "name": "a" * (limit + 1)})
 
 
+def _schema_paths(schema, prefix=""):
+    """Dotted paths of every property the schema lists (objects with free-form keys, e.g. env, stop there)."""
+    for key, sub in schema.get("properties", {}).items():
+        yield prefix + key
+        yield from _schema_paths(sub, prefix + key + ".")
+
+
+def _value_paths(values, prefix=""):
+    for key, value in values.items():
+        yield prefix + key
+        if isinstance(value, dict) and value:
+            yield from _value_paths(value, prefix + key + ".")
+
+
+def test_values_yaml_documents_exactly_what_the_schema_enforces():
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    text = (CHART_DIR / "values.yaml").read_text(encoding="utf-8")
+    documented = set(_value_paths(yaml.safe_load(text)))
+    enforced = set(_schema_paths(schema)) - {"global"}
+    free_form = {"nodeSelector", "env", "queue.capability", "monitoring.podMonitor.labels",
+                 "monitoring.prometheusRule.labels", "monitoring.dashboard.labels", "monitoring.dashboard.annotations"}
+    assert documented - {p for p in documented if p.rpartition(".")[0] in free_form} == enforced
+    # Each top-level value has a comment right above it (Helm's best practice: values.yaml is the documentation).
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"^[a-zA-Z]\w*:", line):
+            assert lines[i - 1].startswith("#"), f"values.yaml: {line.split(':')[0]} has no comment"
+
+
 def test_shipped_recipe_is_the_published_one_byte_for_byte(chart):
     shipped = CHART_DIR / "recipes" / "inception_v4_ascend.yaml"
     assert shipped.read_bytes() == (REPO / "configs" / "inception_v4_ascend.yaml").read_bytes()
@@ -279,6 +308,12 @@ def test_pod_monitor_selects_the_jobs_pods_and_names_the_run(chart):
     assert relabel["targetLabel"] == "job_name"
     assert relabel["sourceLabels"] == [
         "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", render.VOLCANO_JOB_NAME_LABEL)]
+    # Every label the dashboard's and the alerts' queries group a run by exists on the scraped series: the ones the
+    # Prometheus Operator adds to every PodMonitor target, and ours.
+    from incv4.trainer import dashboard
+
+    operator_labels = {"namespace", "pod", "container", "endpoint"}
+    assert set(dashboard.RUN_LABELS) <= operator_labels | {r["targetLabel"] for r in endpoint["relabelings"]}
     assert "job_name" in ALERTS.read_text(encoding="utf-8")
     custom = render_chart(chart, {"monitoring": {"podMonitor": {"labels": {"release": "monitoring"}}}})
     assert find(custom, "PodMonitor")["metadata"]["labels"]["release"] == "monitoring"
