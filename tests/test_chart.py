@@ -221,6 +221,13 @@ def test_name_length_limit_matches_job_spec(chart):
             render_chart(chart, {"nodes": nodes, "name": "a" * (limit + 1)})
 
 
+def test_chart_versions_follow_the_package(chart):
+    version = re.search(r'^version = "([^"]+)"', (REPO / "pyproject.toml").read_text(), re.M).group(1)
+    assert chart.metadata["appVersion"] == version
+    assert chart.metadata["apiVersion"] == "v2"
+    assert chart.values["image"].rpartition(":")[2] == version  # the default image is this release's
+
+
 def _schema_paths(schema, prefix=""):
     """Dotted paths of every property the schema lists (objects with free-form keys, e.g. env, stop there)."""
     for key, sub in schema.get("properties", {}).items():
