@@ -104,7 +104,7 @@ def train_command(config, data_dir, overrides, workers, distribute, ckpt_path, n
     """Train (or resume) InceptionV4 with a recipe, as MindCV's train.py."""
     if distribute is False:
         if workers not in (None, 1):
-            raise click.UsageError(f"--distribute False means one worker, but --workers {workers} was given")
+            raise RecipeError(f"--distribute False means one worker, but --workers {workers} was given")
         workers = 1
     sys.exit(run_training(config, overrides, data_dir, workers or 8, ckpt_path, no_resume, scale_lr,
                           metrics_port))
