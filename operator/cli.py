@@ -285,8 +285,10 @@ def list_jobs(namespace, kubeconfig, context, all_namespaces, output):
     click.echo(_table([job_row(j) for j in jobs], columns))
 
 
-def _progress(cluster, job: dict, prometheus=None):
-    """Training progress as a dict, or (None, reason) when it cannot be read."""
+def _progress(cluster, job: dict, prometheus=None, previous=None):
+    """(progress, None), or (None, one line saying why not). From Prometheus with --prometheus, else from every
+    running pod's /metrics through the API server's pod proxy (each page carries its node's ranks). With the
+    `previous` read, img/s is the rate between the two reads."""
     try:
         from incv4.operator import progress
     except ImportError:
@@ -294,17 +296,21 @@ def _progress(cluster, job: dict, prometheus=None):
     name, ns = job["metadata"]["name"], job["metadata"].get("namespace") or cluster.namespace
     try:
         if prometheus:
-            result = progress.from_prometheus(prometheus, ns, name)
-        else:
-            pods = cluster.list_job_pods(name, ns)
-            running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"]
-            if not running:
-                return None, "progress: no running pod to read metrics from"
-            pod = running[0]  # <job>-worker-0 when it runs: rank 0 carries the global step, loss and accuracy
-            result = progress.from_metrics_text(cluster.pod_metrics(pod["metadata"]["name"], _metrics_port(pod), ns))
+            return progress.from_prometheus(prometheus, ns, name), None
+        pods = [p for p in cluster.list_job_pods(name, ns) if (p.get("status") or {}).get("phase") == "Running"]
+        if not pods:
+            return None, "progress: no running pod to read metrics from"
+        pages, problem = [], None
+        for pod in pods:
+            try:
+                pages.append(cluster.pod_metrics(pod["metadata"]["name"], _metrics_port(pod), ns))
+            except Exception as err:  # noqa: BLE001 - one unreachable pod must not hide the others
+                problem = err
+        if not pages:
+            raise problem
+        return progress.from_metrics_text(pages, previous=previous), None
     except Exception as err:  # noqa: BLE001 - progress is a bonus; the job's status is still shown
         return None, f"progress: unavailable ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
-    return _as_dict(result), None
 
 
 def _metrics_port(pod: dict) -> int:
@@ -363,6 +369,7 @@ def status(name, namespace, kubeconfig, context, prometheus, output):
     progress, problem = (None, None)
     if _phase(job) in ("Running", "Completing", "Restarting") or prometheus:
         progress, problem = _progress(cluster, job, prometheus)
+        progress = _as_dict(progress) if progress is not None else None
     summary = {
         "name": name, "namespace": job["metadata"].get("namespace", cluster.namespace), "phase": _phase(job),
         "reason": state.get("reason"), "message": state.get("message"),
@@ -426,7 +433,7 @@ def logs(name, namespace, kubeconfig, context, rank, pod, follow, tail):
 def watch(name, namespace, kubeconfig, context, interval, prometheus, no_progress):
     """Follow a job's phase until it is final; exit 0 only if it Completed."""
     cluster = _connect(namespace, kubeconfig, context)
-    last = None
+    last = previous = None
     for event, job in cluster.watch_job(name, timeout_seconds=interval, ticks=True):
         if event == "DELETED":
             click.echo(f"{_now()}  {name}  deleted", err=True)
@@ -444,9 +451,10 @@ def watch(name, namespace, kubeconfig, context, interval, prometheus, no_progres
                            err=True)
             sys.exit(0 if phase == "Completed" else EXIT_FAILURE)
         if event == "TICK" and phase == "Running" and not no_progress:
-            progress, problem = _progress(cluster, job, prometheus)
-            if progress:
-                click.echo(f"{_now()}  {name}  {_format_progress(progress)}")
+            progress, problem = _progress(cluster, job, prometheus, previous)
+            if progress is not None:
+                previous = progress
+                click.echo(f"{_now()}  {name}  {_format_progress(_as_dict(progress))}")
             elif problem:
                 click.echo(problem, err=True)
 

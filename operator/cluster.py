@@ -170,8 +170,9 @@ class Cluster:
         return ClusterError(f"{verb} {what}{where}: API server error {status} {message}".rstrip(), status=status)
 
     def _call(self, fn: Callable, verb: str, resource: str, name: Optional[str] = None,
-              namespace: Optional[str] = None, safe: bool = True):
+              namespace: Optional[str] = None, safe: bool = True, attempts: Optional[int] = None):
         """Run one API call; repeat it with backoff on transient failures only if `safe` (never for a create)."""
+        attempts = attempts or self.retry.attempts
         attempt = 0
         while True:
             try:
@@ -179,7 +180,7 @@ class Cluster:
             except Exception as err:  # noqa: BLE001 - every client error becomes a ClusterError below
                 status = getattr(err, "status", None)
                 transient = status in RETRY_STATUSES or (status is None and _is_connection_error(err))
-                if not (safe and transient and attempt + 1 < self.retry.attempts):
+                if not (safe and transient and attempt + 1 < attempts):
                     if status is None and not _is_connection_error(err) and not hasattr(err, "status"):
                         raise
                     raise self._error(err, verb, resource, name, namespace) from None
@@ -373,7 +374,8 @@ class Cluster:
         """A pod's Prometheus text through the API server's pod proxy (needs RBAC on pods/proxy)."""
         ns = namespace or self.namespace
         response = self._call(lambda: self.core.connect_get_namespaced_pod_proxy_with_path(
-            f"{pod}:{port}", ns, path, _preload_content=False), "get", "pods/proxy", pod, ns)
+            f"{pod}:{port}", ns, path, _preload_content=False), "get", "pods/proxy", pod, ns,
+            attempts=2)  # a 503 here is usually the pod's endpoint being down, not the API server: retry once
         return _read_all(response).decode("utf-8", errors="replace")
 
 

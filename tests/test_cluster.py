@@ -315,3 +315,53 @@ def test_the_token_never_appears_in_any_output_of_a_real_cli_process(api):
     assert "hello" in joined and "forbidden" in joined and "server dry run" in joined  # the commands did run
     assert api.token not in joined
     api.outputs.append(joined)
+
+
+REAL_PAGE_CODE = """
+from prometheus_client import generate_latest
+from incv4.trainer import metrics
+m = metrics.TrainerMetrics({rank}, {{"model": "inception_v4", "world_size": "2", "batch_size": "4", "recipe": "t"}})
+m.set_planned(total_steps=100, steps_per_epoch=10)
+for step in range(1, 26):
+    m.steps_done(steps=1, seconds=0.5, samples=4, data_wait_seconds=0.01, loss=3.0 - step * 0.04, lr=0.01,
+                 global_step=step, epoch=step // 10)
+m.evaluated(top1=0.375, top5=0.75)
+print(generate_latest(metrics.build_registry()).decode())
+"""
+
+
+def real_metrics_page(rank: int) -> str:
+    """A /metrics page from incv4's own metrics module (prometheus-client), one rank, in a clean process."""
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    proc = subprocess.run([sys.executable, "-c", REAL_PAGE_CODE.format(rank=rank)], capture_output=True, text=True,
+                          timeout=120, env=env, check=True)
+    return proc.stdout
+
+
+def test_watch_prints_progress_from_every_running_pods_metrics_between_events(api):
+    add_job(api, phase="Running")
+    for rank in (0, 1):
+        api.pods[("team-a", f"run1-worker-{rank}")]["status"]["phase"] = "Running"
+        api.metrics[("team-a", f"run1-worker-{rank}", 9400)] = real_metrics_page(rank)
+    api.script_watch(["end"], ["Completed"])  # a quiet watch period (a tick), then the end
+    result = cli(api, "watch", "run1", "--interval", "1")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[2] == "Running" and lines[-1].split()[2] == "Completed"
+    (progress_line,) = [line for line in lines if "step " in line]
+    assert "step 25/100" in progress_line and "epoch 2" in progress_line
+    assert "loss 2.0000" in progress_line and "top-1 0.3750" in progress_line
+    assert "img/s -" not in progress_line and "ETA -" not in progress_line
+    proxied = {p for m, p, q in api.requests if "/proxy/" in p}
+    assert proxied == {"/api/v1/namespaces/team-a/pods/run1-worker-0:9400/proxy/metrics",
+                       "/api/v1/namespaces/team-a/pods/run1-worker-1:9400/proxy/metrics"}
+
+
+def test_status_reports_why_progress_is_missing_on_stderr(api):
+    add_job(api, phase="Running")
+    api.pods[("team-a", "run1-worker-0")]["status"]["phase"] = "Running"  # no metrics served: proxy says 503
+    result = cli(api, "status", "run1")
+    assert result.exit_code == 0, result.output
+    assert "Phase:       Running" in result.stdout and "Progress" not in result.stdout
+    assert result.stderr.startswith("progress: unavailable (get pods/proxy 'run1-worker-0' in namespace team-a: "
+                                    "API server error 503")
