@@ -221,6 +221,17 @@ def test_name_length_limit_matches_job_spec(chart):
             render_chart(chart, {"nodes": nodes, "name": "a" * (limit + 1)})
 
 
+def test_packaged_chart_renders_the_same(chart, tmp_path):
+    """`helm package` keeps the recipe, the dashboard and the rules (the templates read them with .Files.Get)."""
+    archive = helm.package(CHART_DIR, destination=tmp_path)
+    assert pathlib.Path(archive).name == f"incv4-{chart.metadata['version']}.tgz"
+    with helm.Chart.load(archive) as packaged:
+        assert render_chart(packaged, MATRIX[-1]) == render_chart(chart, MATRIX[-1])
+        names = {f["name"] for f in packaged.files}
+    assert {"recipes/inception_v4_ascend.yaml", "files/incv4-dashboard.json",
+            "files/incv4-alerts.rules.yaml"} <= names
+
+
 def test_chart_versions_follow_the_package(chart):
     version = re.search(r'^version = "([^"]+)"', (REPO / "pyproject.toml").read_text(), re.M).group(1)
     assert chart.metadata["appVersion"] == version
