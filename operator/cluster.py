@@ -101,7 +101,7 @@ class Cluster:
                     with open(IN_CLUSTER_NAMESPACE_FILE, encoding="utf-8") as fh:
                         default_namespace = fh.read().strip() or default_namespace
             else:
-                path = (kubeconfig.split(os.pathsep)[0] if kubeconfig else None)
+                path = kubeconfig or None  # a KUBECONFIG-style list (a:b) is merged by the client, as kubectl does
                 kube_config.load_kube_config(config_file=path, context=context,
                                              client_configuration=configuration)
                 _, active = kube_config.list_kube_config_contexts(config_file=path)
@@ -158,6 +158,9 @@ class Cluster:
         if status == 401:
             return ClusterError(f"unauthorized: the API server at {self.server} rejected the credentials of the "
                                 f"kubeconfig", status=401)
+        if status == 400 and verb not in ("create", "update"):
+            # e.g. logs of a container that is still starting: "container ... is waiting to start: ContainerCreating"
+            return ClusterError(f"{verb} {what}{where}: {message or 'bad request'}", status=400)
         if status == 422 or status == 400:
             causes = (body.get("details") or {}).get("causes") or []
             if causes:

@@ -168,6 +168,12 @@ def test_logs_by_rank_pod_tail_and_follow(api):
     followed = cli(api, "logs", "run1", "-f", "--tail", "1")
     assert followed.stdout.splitlines() == ["rank0 line 4", "later 1", "later 2"]
     assert api.requests_matching("GET", "run1-worker-0/log")[-1][2] == {"follow": "true", "tailLines": "1"}
+    api.fail("GET", "run1-worker-1/log$", 400, body=status_error(
+        400, "BadRequest", 'container "trainer" in pod "run1-worker-1" is waiting to start: ContainerCreating'))
+    waiting = cli(api, "logs", "run1", "--rank", "1")
+    assert waiting.exit_code == 1
+    assert waiting.stderr.strip() == ("error: get pods/log 'run1-worker-1' in namespace team-a: container \"trainer\" "
+                                      "in pod \"run1-worker-1\" is waiting to start: ContainerCreating")
     missing = cli(api, "logs", "run1", "--rank", "7")
     assert missing.exit_code == 1
     assert missing.stderr.strip() == "error: pods/log 'run1-worker-7' not found in namespace team-a"
