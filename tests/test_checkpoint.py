@@ -161,3 +161,13 @@ def test_a_kill_during_a_slowed_write_leaves_the_previous_checkpoint_newest(tmp_
     assert not temporary.exists()
     loaded = checkpoint.load_newest(str(tmp_path))
     assert loaded.position.global_step == 10 and np.allclose(loaded.params["weight"].asnumpy(), 1.0)
+
+
+def test_set_aside_moves_another_runs_checkpoints_out_of_the_way(tmp_path):
+    writer = CheckpointWriter(str(tmp_path), keep_max=5, log=lambda m: None)
+    writer.save(_net(1.0), Position(epoch=3, global_step=30))
+    moved = checkpoint.set_aside(str(tmp_path))
+    assert moved and os.path.dirname(moved) == str(tmp_path)
+    assert sorted(os.listdir(moved)) == ["incv4-e0003-s000000030.ckpt", checkpoint.MANIFEST]
+    assert checkpoint.load_newest(str(tmp_path)) is None  # a fresh run no longer sees the old one
+    assert checkpoint.set_aside(str(tmp_path)) is None

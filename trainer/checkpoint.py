@@ -152,6 +152,20 @@ def remove_stale_temporaries(directory: str) -> None:
             _remove_quietly(os.path.join(directory, name))
 
 
+def set_aside(directory: str) -> Optional[str]:
+    """For a fresh start (--no-resume) in a directory holding another run's checkpoints: move them and the
+    manifest into `<directory>/replaced-<UTC time>/` (nothing is deleted). Returns that folder, or None."""
+    old = [e.name for e in _scan(directory)] + ([MANIFEST] if os.path.exists(os.path.join(directory, MANIFEST))
+                                                else [])
+    if not old:
+        return None
+    target = os.path.join(directory, time.strftime("replaced-%Y%m%d-%H%M%S", time.gmtime()))
+    os.makedirs(target, exist_ok=True)
+    for name in old:
+        os.replace(os.path.join(directory, name), os.path.join(target, name))
+    return target
+
+
 def _scalar(value) -> int:
     if hasattr(value, "asnumpy"):
         return int(value.asnumpy())

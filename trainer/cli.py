@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 
 import click
@@ -180,6 +181,7 @@ def demo_command(work_dir, workers, overrides, metrics_port):
                f"{summary['num_classes']} classes in {summary['out_dir']}")
     click.echo(f"training {workers} worker(s) x batch {recipe.batch_size} at {recipe.image_resize}px for "
                f"{recipe.epoch_size} epochs (checkpoints in {ckpt_dir})")
+    shutil.rmtree(ckpt_dir, ignore_errors=True)  # the demo's own folder: each demo starts fresh
     code = run_training(config, overrides, data_dir, workers, no_resume=True, metrics_port=metrics_port)
     if code != 0:
         click.echo(f"error: the demo training exited with code {code}", err=True)

@@ -332,8 +332,10 @@ def _train(recipe, rank: int, rank_size: int, stop: StopRequest, resume: bool, s
             _restore(train_step, loaded, recipe)
             position = loaded.position
             say(f"resuming from {loaded.path}: epoch {position.epoch}, step {position.global_step}/{total_steps}")
-    elif rank == 0 and os.path.isdir(ckpt_dir):
-        say(f"--no-resume: starting fresh (checkpoints in {ckpt_dir} are ignored and may be pruned)")
+    elif rank == 0:
+        moved = checkpoint.set_aside(ckpt_dir)  # so a later resume never mixes the old run with this one
+        if moved:
+            say(f"--no-resume: starting fresh; the previous run's checkpoints moved to {moved}")
     if position.global_step >= total_steps:
         say(f"nothing to do: the newest checkpoint is at step {position.global_step} of {total_steps}")
         return exit_codes.OK
@@ -376,8 +378,8 @@ def _train(recipe, rank: int, rank_size: int, stop: StopRequest, resume: bool, s
             position.step_in_epoch += 1
             interval_steps += 1
             current_lr = lr_schedule[min(position.global_step - 1, len(lr_schedule) - 1)]
-            metric.steps_done(1, now - stepped_at, samples_per_step, data_wait, loss_value, current_lr,
-                              position.global_step, epoch)
+            metric.steps_done(1, now - stepped_at, recipe.batch_size, data_wait, loss_value, current_lr,
+                              position.global_step, epoch + 1)
             if not finite_value or not math.isfinite(loss_value):
                 nonfinite_in_row += 1
                 metric.nonfinite_loss()
