@@ -150,6 +150,27 @@ def test_val_labels_follow_the_train_classes_when_val_lacks_one(tmp_path):
     assert labels == [3]
 
 
+def test_fast_and_fallback_sources_read_the_same_images_in_the_same_order(tmp_path):
+    """MindSpore's ImageFolderDataset is used when it sees exactly the listed files; hidden folders (which it would
+    count as classes) switch to the Python source. Both must index the same images the same way."""
+    import mindspore.dataset as ds
+
+    _write_ids(tmp_path, "train", 20, classes=4)
+    _write_ids(tmp_path, "val", 11, classes=4)
+    recipe = _recipe(tmp_path, batch_size=3)
+    folder = data.list_image_folder(str(tmp_path), "val")
+    assert isinstance(data._source(folder, None, 1), ds.ImageFolderDataset)
+    ((fast_ids, fast_labels, _),) = _collect(data.create_eval_dataset(recipe, rank_id=1, rank_size=2))
+    (tmp_path / "val" / ".cache").mkdir()
+    Image.new("RGB", (40, 40), (250, 0, 128)).save(tmp_path / "val" / ".cache" / "x.png")
+    Image.new("RGB", (40, 40), (245, 0, 128)).save(tmp_path / "val" / "class0" / "._x.png")
+    assert isinstance(data._source(folder, None, 1), ds.GeneratorDataset)
+    ((slow_ids, slow_labels, _),) = _collect(data.create_eval_dataset(recipe, rank_id=1, rank_size=2))
+    assert fast_ids == slow_ids and fast_labels == slow_labels
+    expected = [int(os.fsdecode(folder.paths[i])[-8:-4]) for i in data.eval_shard(11, 1, 2)]
+    assert fast_ids == expected
+
+
 def test_autoaugment_and_random_erasing_pipeline_at_299(tmp_path):
     for c in ("a", "b"):
         (tmp_path / "train" / c).mkdir(parents=True)
@@ -168,20 +189,41 @@ def test_autoaugment_and_random_erasing_pipeline_at_299(tmp_path):
         assert all(erased[i].sum() >= 0.02 * 299 * 299 * 0.9 for i in range(4))
 
 
-def test_batch_random_erasing_follows_mindspore_semantics():
-    erasing = data.BatchRandomErasing(prob=1.0, scale=(0.1, 0.2), ratio=(0.5, 2.0), value=0.0, seed=3)
-    images = np.ones((16, 3, 40, 60), dtype=np.float32)
-    out = erasing(images)
-    for image in out:
+def test_random_erasing_follows_mindspore_semantics():
+    erasing = data.RandomErasing(prob=1.0, scale=(0.1, 0.2), ratio=(0.5, 2.0), fill=0.0, seed=3)
+    for _ in range(16):
+        image = erasing(np.ones((3, 40, 60), dtype=np.float32))
         zero = image[0] == 0
         rows, cols = np.nonzero(zero)
         area = zero.sum()
         assert (image == 0).all(axis=0)[zero].all(), "all channels erased together"
-        assert area == (rows.ptp() + 1) * (cols.ptp() + 1), "one rectangle"
+        assert area == (np.ptp(rows) + 1) * (np.ptp(cols) + 1), "one rectangle"
         assert 0.08 * 2400 <= area <= 0.23 * 2400  # scale bounds, allowing for rounding of h and w
-    untouched = data.BatchRandomErasing(prob=0.0, scale=(0.1, 0.2), ratio=(0.5, 2.0))(np.ones((4, 3, 8, 8)))
+    untouched = data.RandomErasing(prob=0.0, scale=(0.1, 0.2), ratio=(0.5, 2.0))(np.ones((3, 8, 8)))
     assert (untouched == 1).all()
-    assert data.BatchRandomErasing(1.0, (0.99, 0.99), (5.0, 5.0)).box(10, 10) is None, "no fit: left as is"
+    assert data.RandomErasing(1.0, (0.99, 0.99), (5.0, 5.0)).box(10, 10) is None, "no fit: left as is"
+    eraser = data.RandomErasing(0.25, (0.1, 0.2), (0.5, 2.0), seed=4)
+    erased = [eraser(np.ones((3, 20, 20))).min() == 0 for _ in range(400)]
+    assert 0.18 < np.mean(erased) < 0.32, "erases with probability prob"
+
+
+def test_uint8_pipelines_normalised_on_the_device_match_the_float_pipelines(id_dataset, tmp_path):
+    import mindspore as ms
+
+    recipe = _recipe(id_dataset, batch_size=4)
+    floats = next(data.create_eval_dataset(recipe).create_tuple_iterator(output_numpy=True))
+    raw = next(data.create_eval_dataset(recipe, normalize=False).create_tuple_iterator(output_numpy=True))
+    assert raw[0].dtype == np.uint8 and raw[0].shape == (4, 3, 75, 75)
+    on_device = data.normalizer(recipe)(ms.Tensor(raw[0])).asnumpy()
+    assert on_device.dtype == np.float32
+    np.testing.assert_allclose(on_device, floats[0], atol=1e-5)
+    # uint8 erasing writes the colour that normalises to re_value (0): the mean, rounded
+    erasing = data.RandomErasing.from_recipe(_recipe(id_dataset, re_prob=1.0), normalized=False)
+    image = erasing(np.full((3, 30, 30), 7, dtype=np.uint8))
+    assert sorted(set(map(tuple, image.reshape(3, -1).T.tolist()))) == [(7, 7, 7), (124, 116, 104)]
+    train, _ = data.create_train_dataset(_recipe(id_dataset, batch_size=4, re_prob=0.5), normalize=False)
+    images, _ = next(train.create_tuple_iterator(output_numpy=True))
+    assert images.dtype == np.uint8 and images.shape == (4, 3, 75, 75)
 
 
 def test_unsupported_augment_and_keys_are_one_line_recipe_errors(id_dataset):
@@ -213,6 +255,7 @@ def broken_dataset(tmp_path):
     (tmp_path / "train" / "class1" / "cut.JPEG").write_bytes(payload[: len(payload) // 2])
     (tmp_path / "train" / "class2" / "notes.txt").write_text("not an image")
     (tmp_path / "train" / "class9").mkdir()
+    (tmp_path / "train" / "class0" / "nested").mkdir()  # MindSpore (and MindCV) would not read images in it
     (tmp_path / "train" / ".ipynb_checkpoints").mkdir()  # hidden: ignored
     (tmp_path / "train" / "class0" / ".DS_Store").write_bytes(b"\0\1")  # hidden: ignored
     return tmp_path
@@ -226,7 +269,7 @@ def test_check_reports_truncated_non_image_and_empty_class_with_paths(broken_dat
     assert "\n" not in message
     assert message.startswith("data: 1 unreadable image in ")
     assert f"1 unreadable image in {train} (first: class1/cut.JPEG: truncated)" in message
-    assert f"1 non-image file in {train} (first: class2/notes.txt)" in message
+    assert f"2 non-image files in {train} (first: class0/nested/, class2/notes.txt)" in message
     assert f"1 empty class folder in {train} (first: class9)" in message
     assert "DS_Store" not in message and "ipynb" not in message
 
@@ -235,6 +278,7 @@ def test_check_passes_a_clean_dataset_and_counts_it(broken_dataset):
     (broken_dataset / "train" / "class1" / "cut.JPEG").unlink()
     (broken_dataset / "train" / "class2" / "notes.txt").unlink()
     (broken_dataset / "train" / "class9").rmdir()
+    (broken_dataset / "train" / "class0" / "nested").rmdir()
     train, val = data.check_image_folder(str(broken_dataset), ["train", "val"], deep=True)
     assert (train.images, train.classes, val.images, val.classes) == (12, 3, 6, 3)
 

@@ -1,6 +1,6 @@
 """ImageNet-style ImageFolder data with MindSpore's dataset engine: MindCV's InceptionV4 transforms, sharded by rank.
 
-Layout: `<data_dir>/<split>/<class>/<image>` (JPEG, PNG, BMP or TIFF, found recursively inside a class folder).
+Layout: `<data_dir>/<split>/<class>/<image>` (JPEG, PNG, BMP or TIFF, directly inside the class folder).
 Class folders sorted by name give the label indices, as in MindCV's ImageFolderDataset; the val split uses the
 train split's class list, so a val folder that lacks a class never shifts the labels. Hidden files and folders
 (".DS_Store", ".ipynb_checkpoints") and files lying directly in a split folder are ignored.
@@ -18,7 +18,8 @@ that cover the val set exactly once, with no padding and the last partial batch 
 over ranks are exact.
 
 Bad data policy (`check_image_folder`): stop before training. Unreadable or truncated images, files that are not
-images, empty class folders, val classes unknown to train and a missing split each raise `DataError` (a
+images (and folders nested in a class folder, whose images would not be read), empty class folders, val classes
+unknown to train and a missing split each raise `DataError` (a
 `RecipeError`: the CLI prints one line and exits 2) naming the count and the first few paths, e.g.
 "data: 2 unreadable images in /d/train (first: a/1.JPEG: truncated, b/2.JPEG: not an image)". Stopping beats
 skipping: a broken extraction or a half-copied volume should be fixed, not silently trained around.
@@ -35,8 +36,14 @@ torchvision (e.g. Rotate level 9 = 30 degrees, not 27; Color/Contrast/Sharpness/
 with a random sign, not 0.1 + 0.18*level) and there is no per-image magnitude noise (MindCV draws N(level, 0.5));
 MindCV's Posterize passes 8 - bits_to_keep where MindSpore expects the bits to keep, so MindCV posterizes to 1-2
 bits where the paper (and incv4) keep 4-8. Random erasing follows MindSpore's `vision.RandomErasing` as MindCV uses it
-(area ~ U(re_scale), aspect ~ U(re_ratio), up to re_max_attempts tries, value re_value, after normalisation),
-applied once per batch in NumPy instead of once per image in Python.
+(area ~ U(re_scale), aspect ~ U(re_ratio), up to re_max_attempts tries, value re_value after normalisation), in
+a few NumPy lines per image.
+
+Speed: the source is MindSpore's C++ ImageFolderDataset whenever it sees exactly the files listed here (else a
+Python source over the listed files), decode is fused with the random-resized crop (RandomCropDecodeResize), and
+every transform but random erasing is a C++ op. `normalize=False` makes the pipelines yield uint8 NCHW images and
+leaves the normalisation to the device (`normalizer(recipe)`, a Cell without parameters): a quarter of the bytes
+to batch and copy, and no float work on the host.
 
 `mindspore` is imported inside the functions that build pipelines, so `check_image_folder` and `DataError` stay
 importable without it.
@@ -98,17 +105,18 @@ def class_folders(split_dir: str) -> list:
         return sorted(e.name for e in entries if e.is_dir() and not _is_hidden(e.name))
 
 
-def _walk_class(class_dir: str):
-    """(image files, other files) under a class folder, relative to it, sorted, hidden entries skipped."""
+def _scan_class(class_dir: str):
+    """(image files, other entries) directly inside a class folder, sorted, hidden entries skipped. Like MindSpore's
+    ImageFolderDataset (and so MindCV), images in nested folders are not read: a nested folder is an "other"."""
     images, others = [], []
-    for root, dirs, files in os.walk(class_dir):
-        dirs[:] = sorted(d for d in dirs if not _is_hidden(d))
-        rel_root = os.path.relpath(root, class_dir)
-        for name in sorted(files):
-            if _is_hidden(name):
+    with os.scandir(class_dir) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            if _is_hidden(entry.name):
                 continue
-            rel = name if rel_root == "." else os.path.join(rel_root, name)
-            (images if _is_image_name(name) else others).append(rel)
+            if entry.is_dir():
+                others.append(entry.name + "/")
+            else:
+                (images if _is_image_name(entry.name) else others).append(entry.name)
     return images, others
 
 
@@ -134,7 +142,7 @@ def list_image_folder(data_dir: str, split: str, classes: Optional[Sequence[str]
     for label, name in enumerate(classes):
         if name not in present:
             continue
-        images, _ = _walk_class(os.path.join(split_dir, name))
+        images, _ = _scan_class(os.path.join(split_dir, name))
         paths.extend(os.path.join(name, rel) for rel in images)
         labels.extend([label] * len(images))
     if not paths:
@@ -258,7 +266,7 @@ def _check_split(split: str, split_dir: str, train_classes, deep: bool, cache_di
         return report
     images = []
     for name in classes:
-        found, others = _walk_class(os.path.join(split_dir, name))
+        found, others = _scan_class(os.path.join(split_dir, name))
         if train_classes is not None and name not in train_classes:
             report.unknown_classes.append(name)
         if not found:
@@ -325,9 +333,10 @@ def _interpolation(name: str):
     return getattr(Inter, name.upper(), Inter.BILINEAR)
 
 
-def train_transforms(recipe) -> list:
-    """Per-image training transforms: MindCV's transforms_imagenet_train for the recipe, all C++ ops.
-    Random erasing (recipe.re_prob) is not here: it runs once per batch (`BatchRandomErasing`)."""
+def train_transforms(recipe, normalize: bool = True) -> list:
+    """Per-image training transforms: MindCV's transforms_imagenet_train for the recipe. All C++ ops but random
+    erasing (a few NumPy lines, only when recipe.re_prob > 0). normalize=False ends with uint8 CHW images, to be
+    normalised on the device by `Normalizer`."""
     from mindspore.dataset import vision
 
     interpolation = _interpolation(recipe.interpolation)
@@ -342,8 +351,19 @@ def train_transforms(recipe) -> list:
     elif recipe.color_jitter is not None:
         jitter = float(recipe.color_jitter)
         ops.append(vision.RandomColorAdjust(brightness=jitter, contrast=jitter, saturation=jitter))
+    ops += _to_chw(recipe, normalize)
+    if recipe.re_prob > 0:
+        ops.append(RandomErasing.from_recipe(recipe, normalized=normalize))
+    return ops
+
+
+def _to_chw(recipe, normalize: bool) -> list:
+    from mindspore.dataset import vision
+
     # HWC2CHW on uint8 before Normalize moves a quarter of the bytes MindCV's Normalize-then-transpose moves.
-    ops += [vision.HWC2CHW(), vision.Normalize(mean=list(recipe.mean), std=list(recipe.std), is_hwc=False)]
+    ops = [vision.HWC2CHW()]
+    if normalize:
+        ops.append(vision.Normalize(mean=list(recipe.mean), std=list(recipe.std), is_hwc=False))
     return ops
 
 
@@ -370,37 +390,48 @@ def _auto_augment(recipe, interpolation):
                       f"(use autoaug, randaug-mM-nN, trivialaugwide or null)")
 
 
-def eval_transforms(recipe) -> list:
+def eval_transforms(recipe, normalize: bool = True) -> list:
     """MindCV's transforms_imagenet_eval: decode, resize to floor(image_resize / crop_pct), center crop."""
     from mindspore.dataset import vision
 
     scale_size = int(math.floor(recipe.image_resize / recipe.crop_pct))
     return [vision.Decode(), vision.Resize(scale_size, interpolation=_interpolation(recipe.interpolation)),
-            vision.CenterCrop(recipe.image_resize), vision.HWC2CHW(),
-            vision.Normalize(mean=list(recipe.mean), std=list(recipe.std), is_hwc=False)]
+            vision.CenterCrop(recipe.image_resize)] + _to_chw(recipe, normalize)
 
 
-class BatchRandomErasing:
-    """MindSpore's vision.RandomErasing (as MindCV uses it) applied to a whole NCHW float batch in one call."""
+class RandomErasing:
+    """MindSpore's vision.RandomErasing as MindCV uses it, on one CHW image: with probability `prob` erase one
+    rectangle of area ~ U(scale) * H * W and aspect ~ U(ratio) (up to max_attempts draws that fit), else leave it.
+    `fill` is the value written per channel: re_value for normalised images, re_value * std + mean (rounded)
+    for uint8 images that are normalised later, which gives the same picture."""
 
-    def __init__(self, prob: float, scale: Sequence[float], ratio: Sequence[float], value: float = 0.0,
+    def __init__(self, prob: float, scale: Sequence[float], ratio: Sequence[float], fill=0.0,
                  max_attempts: int = 10, seed: Optional[int] = None):
         self.prob, self.scale, self.ratio = prob, tuple(scale), tuple(ratio)
-        self.value, self.max_attempts = value, max_attempts
+        self.fill = np.asarray(fill).reshape(-1, 1, 1)
+        self.max_attempts = max_attempts
         self.rng = np.random.default_rng(seed)
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        if not images.flags.writeable:
-            images = images.copy()
-        _, _, height, width = images.shape
-        for image in images:
-            if self.rng.random() >= self.prob:
-                continue
-            box = self.box(height, width)
-            if box is not None:
-                top, left, h, w = box
-                image[:, top:top + h, left:left + w] = self.value
-        return images
+    @classmethod
+    def from_recipe(cls, recipe, normalized: bool = True) -> "RandomErasing":
+        if normalized:
+            fill = float(recipe.re_value)
+        else:
+            fill = np.clip(np.rint(recipe.re_value * np.asarray(recipe.std) + np.asarray(recipe.mean)), 0, 255)
+            fill = fill.astype(np.uint8)
+        return cls(recipe.re_prob, recipe.re_scale, recipe.re_ratio, fill, recipe.re_max_attempts)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        if self.rng.random() >= self.prob:
+            return image
+        box = self.box(image.shape[-2], image.shape[-1])
+        if box is None:
+            return image
+        if not image.flags.writeable:
+            image = image.copy()
+        top, left, h, w = box
+        image[:, top:top + h, left:left + w] = self.fill
+        return image
 
     def box(self, height: int, width: int):
         """(top, left, h, w) of a rectangle to erase, or None after max_attempts misses (image left as is)."""
@@ -413,6 +444,24 @@ class BatchRandomErasing:
             if h < height and w < width:
                 return int(self.rng.integers(0, height - h + 1)), int(self.rng.integers(0, width - w + 1)), h, w
         return None
+
+
+def normalizer(recipe):
+    """A MindSpore Cell for `normalize=False` pipelines: uint8 NCHW -> float32 (x - mean) / std, on the device.
+    It holds no Parameters, so checkpoints are unchanged when the trainer puts it in front of the network."""
+    import mindspore as ms
+    from mindspore import nn, ops
+
+    class Normalizer(nn.Cell):
+        def __init__(self, mean, std):
+            super().__init__()
+            self.mean = ms.Tensor(np.asarray(mean, np.float32).reshape(1, -1, 1, 1))
+            self.scale = ms.Tensor((1.0 / np.asarray(std, np.float32)).reshape(1, -1, 1, 1))
+
+        def construct(self, images):
+            return (ops.cast(images, ms.float32) - self.mean) * self.scale
+
+    return Normalizer(recipe.mean, recipe.std)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -432,6 +481,23 @@ class _FileSource:
 
     def __len__(self):
         return len(self.folder)
+
+
+def _source(folder: ImageFolder, sampler, workers: int):
+    """MindSpore's C++ ImageFolderDataset when it sees exactly the files listed here (the usual case: every split
+    folder a known class, no nested folders), else a Python source over the listed files. Both index the images
+    in the same order (sorted class folders, sorted file names), so a sampler's indices mean the same thing."""
+    import mindspore.dataset as ds
+
+    extensions = sorted({os.path.splitext(os.fsdecode(p))[1] for p in folder.paths})
+    labels = {name: i for i, name in enumerate(folder.classes)}
+    if set(class_folders(folder.root)) <= set(labels):
+        probe = ds.ImageFolderDataset(folder.root, extensions=extensions, class_indexing=labels, shuffle=False)
+        if probe.get_dataset_size() == len(folder):
+            return ds.ImageFolderDataset(folder.root, extensions=extensions, class_indexing=labels, decode=False,
+                                         sampler=sampler, num_parallel_workers=workers)
+    return ds.GeneratorDataset(_FileSource(folder), column_names=["image", "label"], sampler=sampler,
+                               num_parallel_workers=workers, python_multiprocessing=False)
 
 
 def epoch_order(size: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
@@ -503,13 +569,14 @@ def _unsupported_keys(recipe) -> None:
 
 
 def create_train_dataset(recipe, rank_id: int = 0, rank_size: int = 1, epoch: int = 0,
-                         num_parallel_workers: Optional[int] = None, folder: Optional[ImageFolder] = None):
+                         num_parallel_workers: Optional[int] = None, folder: Optional[ImageFolder] = None,
+                         normalize: bool = True):
     """The training pipeline: (image float32 NCHW, label int32) batches of recipe.batch_size for this rank.
 
     Returns (dataset, steps_per_epoch). The first epoch iterated is `epoch` (pass the resumed epoch), the next
-    one epoch + 1, and so on. `folder` skips listing the split again when the caller already has it."""
-    import mindspore.dataset as ds
-
+    one epoch + 1, and so on. `folder` skips listing the split again when the caller already has it.
+    normalize=False yields uint8 NCHW images instead (a quarter of the bytes; put `normalizer(recipe)` in front
+    of the network)."""
     _check_rank(rank_id, rank_size)
     _unsupported_keys(recipe)
     if folder is None:
@@ -522,20 +589,14 @@ def create_train_dataset(recipe, rank_id: int = 0, rank_size: int = 1, epoch: in
     if steps == 0:
         raise DataError(f"data: {folder.root} has {len(folder)} images, {sampler.per_rank} per rank for "
                         f"{rank_size} ranks: fewer than one batch of {batch}")
-
-    dataset = ds.GeneratorDataset(_FileSource(folder), column_names=["image", "label"], sampler=sampler,
-                                  num_parallel_workers=workers, python_multiprocessing=False)
-    dataset = dataset.map(operations=train_transforms(recipe), input_columns="image", num_parallel_workers=workers)
-    dataset = dataset.batch(batch, drop_remainder=recipe.drop_remainder, num_parallel_workers=workers)
-    if recipe.re_prob > 0:
-        erasing = BatchRandomErasing(recipe.re_prob, recipe.re_scale, recipe.re_ratio, recipe.re_value,
-                                     recipe.re_max_attempts, seed=None)
-        dataset = dataset.map(operations=erasing, input_columns="image", num_parallel_workers=1)
-    return dataset, steps
+    dataset = _source(folder, sampler, workers)
+    dataset = dataset.map(operations=train_transforms(recipe, normalize), input_columns="image",
+                          num_parallel_workers=workers)
+    return dataset.batch(batch, drop_remainder=recipe.drop_remainder, num_parallel_workers=workers), steps
 
 
 def create_eval_dataset(recipe, rank_id: int = 0, rank_size: int = 1, num_parallel_workers: Optional[int] = None,
-                        classes: Optional[Sequence[str]] = None):
+                        classes: Optional[Sequence[str]] = None, normalize: bool = True):
     """The eval pipeline for this rank's disjoint shard of the val split (last partial batch kept).
     Labels follow the train split's classes (`classes`, else listed from the train split when it exists)."""
     import mindspore.dataset as ds
@@ -549,7 +610,7 @@ def create_eval_dataset(recipe, rank_id: int = 0, rank_size: int = 1, num_parall
         raise DataError(f"data: {folder.root} has {len(folder)} images, fewer than the {rank_size} ranks")
     workers = _workers(recipe, num_parallel_workers)
     sampler = ds.SubsetSampler(eval_shard(len(folder), rank_id, rank_size).tolist())
-    dataset = ds.GeneratorDataset(_FileSource(folder), column_names=["image", "label"], sampler=sampler,
-                                  num_parallel_workers=workers, python_multiprocessing=False)
-    dataset = dataset.map(operations=eval_transforms(recipe), input_columns="image", num_parallel_workers=workers)
+    dataset = _source(folder, sampler, workers)
+    dataset = dataset.map(operations=eval_transforms(recipe, normalize), input_columns="image",
+                          num_parallel_workers=workers)
     return dataset.batch(recipe.batch_size, drop_remainder=False, num_parallel_workers=workers)
