@@ -367,9 +367,14 @@ def _handler(server: FakeApiServer):
             # Unscripted: stream real changes of the job until timeoutSeconds.
             deadline = time.monotonic() + float(query.get("timeoutSeconds", 30))
             last = int(query.get("resourceVersion") or 0)
+            seen = None
             while time.monotonic() < deadline:
                 with server.lock:
                     job = server.jobs.get((ns, name))
+                    if job is None and seen is not None:
+                        send("DELETED", seen)
+                        return self._end_chunked()
+                    seen = json.loads(json.dumps(job)) if job is not None else seen
                     if job is not None and int(job["metadata"]["resourceVersion"]) > last:
                         last = int(job["metadata"]["resourceVersion"])
                         snapshot = json.loads(json.dumps(job))

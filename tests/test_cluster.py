@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import time
 import sys
 
 import pytest
@@ -371,3 +372,26 @@ def test_status_reports_why_progress_is_missing_on_stderr(api):
     assert "Phase:       Running" in result.stdout and "Progress" not in result.stdout
     assert result.stderr.startswith("progress: unavailable (get pods/proxy 'run1-worker-0' in namespace team-a: "
                                     "API server error 503")
+
+
+def test_watch_follows_real_changes_and_stops_when_the_job_is_deleted(api):
+    """An unscripted watch: the fake server streams the job's real changes as they happen."""
+    import threading
+
+    add_job(api, phase="Pending")
+
+    def operate():
+        time.sleep(1.0)
+        api.set_phase("team-a", "run1", "Running")
+        time.sleep(0.5)
+        with api.lock:
+            del api.jobs[("team-a", "run1")]
+            api.changed.notify_all()
+
+    worker = threading.Thread(target=operate)
+    worker.start()
+    result = cli(api, "watch", "run1", "--interval", "20", "--no-progress")
+    worker.join()
+    assert result.exit_code == 1, result.output
+    assert [line.split()[2] for line in result.stdout.splitlines()] == ["Pending", "Running"]
+    assert result.stderr.strip().endswith("run1  deleted")
