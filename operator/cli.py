@@ -289,10 +289,8 @@ def _progress(cluster, job: dict, prometheus=None, previous=None):
     """(progress, None), or (None, one line saying why not). From Prometheus with --prometheus, else from every
     running pod's /metrics through the API server's pod proxy (each page carries its node's ranks). With the
     `previous` read, img/s is the rate between the two reads."""
-    try:
-        from incv4.operator import progress
-    except ImportError:
-        return None, "progress: not available in this build (incv4.operator.progress is missing)"
+    from incv4.operator import progress
+
     name, ns = job["metadata"]["name"], job["metadata"].get("namespace") or cluster.namespace
     try:
         if prometheus:
@@ -321,38 +319,25 @@ def _metrics_port(pod: dict) -> int:
     return 9400
 
 
-def _as_dict(result) -> dict:
-    if result is None:
-        return {}
-    if isinstance(result, dict):
-        return dict(result)
-    for method in ("as_dict", "to_dict", "_asdict"):
-        if hasattr(result, method):
-            return dict(getattr(result, method)())
-    import dataclasses
-
-    if dataclasses.is_dataclass(result):
-        return dataclasses.asdict(result)
-    return dict(vars(result))
+def _as_dict(progress) -> dict:
+    """An incv4.operator.progress.Progress as a plain dict (its public fields)."""
+    return progress.as_dict() if progress is not None else {}
 
 
 def _format_progress(progress: dict) -> str:
-    def fmt(value, spec=""):
-        if value is None:
-            return "-"
-        return format(value, spec) if spec and isinstance(value, (int, float)) else str(value)
-    parts = []
-    for label, keys, spec in (("step", ("step", "global_step"), ""), ("epoch", ("epoch",), ""),
-                              ("img/s", ("images_per_second", "img_per_sec", "throughput"), ".1f"),
-                              ("loss", ("loss",), ".4f"), ("top-1", ("top1", "top_1"), ".4f"),
-                              ("ETA", ("eta", "eta_seconds"), "")):
-        value = next((progress[k] for k in keys if k in progress), None)
-        if label == "step" and value is not None and progress.get("planned_steps"):
-            value = f"{value}/{progress['planned_steps']}"
-        if label == "ETA" and isinstance(value, (int, float)):
-            value = str(datetime.timedelta(seconds=int(value)))
-        parts.append(f"{label} {fmt(value, spec)}")
-    return "  ".join(parts)
+    """One line: step 25/100  epoch 2  img/s 7.9  loss 2.0000  top-1 0.3750  ETA 0:00:37 ('-' where unknown)."""
+    def fmt(value, spec):
+        return "-" if value is None else format(value, spec)
+
+    step = progress.get("step")
+    if step is not None and progress.get("planned_steps"):
+        step = f"{step}/{progress['planned_steps']}"
+    eta = progress.get("eta_seconds")
+    eta = str(datetime.timedelta(seconds=int(eta))) if eta is not None else None
+    return "  ".join([f"step {fmt(step, '')}", f"epoch {fmt(progress.get('epoch'), '')}",
+                      f"img/s {fmt(progress.get('images_per_second'), '.1f')}",
+                      f"loss {fmt(progress.get('loss'), '.4f')}", f"top-1 {fmt(progress.get('top1'), '.4f')}",
+                      f"ETA {fmt(eta, '')}"])
 
 
 @main.command()
