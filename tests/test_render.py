@@ -237,3 +237,58 @@ def test_rendering_imports_neither_mindspore_nor_the_kubernetes_client():
             "print(sorted(m for m in ('mindspore', 'kubernetes', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# Volcano's own rules, transcribed from volcano-sh/volcano: the admission webhook's validatePolicies
+# (pkg/webhooks/admission/jobs/validate/util.go) and the job controller's applyPolicies (first match wins; task
+# policies before job policies; an event policy matches the event, an exitCode policy the container's exit code).
+WEBHOOK_EVENTS = {"*", "PodFailed", "PodEvicted", "Unknown", "TaskCompleted", "TaskFailed", "JobUpdated"}
+WEBHOOK_ACTIONS = {"AbortJob", "RestartJob", "RestartTask", "TerminateJob", "CompleteJob", "ResumeJob"}
+
+
+def webhook_policy_problems(policies) -> list:
+    problems, events, codes = [], set(), set()
+    for p in policies:
+        listed = list(p.get("events", [])) + ([p["event"]] if p.get("event") else [])
+        if listed and "exitCode" in p:
+            problems.append("must not specify event and exitCode simultaneously")
+        elif not listed and "exitCode" not in p:
+            problems.append("either event and exitCode should be specified")
+        elif listed:
+            for event in dict.fromkeys(listed):
+                if event not in WEBHOOK_EVENTS or p.get("action") not in WEBHOOK_ACTIONS:
+                    problems.append(f"invalid policy {event}/{p.get('action')}")
+                if event in events:
+                    problems.append(f"duplicate event {event}")
+                events.add(event)
+        else:
+            if p["exitCode"] == 0 or p["exitCode"] in codes:
+                problems.append(f"bad exitCode {p['exitCode']}")
+            codes.add(p["exitCode"])
+    if "*" in events and len(events) > 1:
+        problems.append("* with other events")
+    return problems
+
+
+def volcano_action(job, task_name, event, exit_code=0):
+    task_policies = next(t.get("policies", []) for t in job["spec"]["tasks"] if t["name"] == task_name)
+    for p in task_policies + job["spec"]["policies"]:
+        listed = list(p.get("events", [])) + ([p["event"]] if p.get("event") else [])
+        if listed and (event in listed or "*" in listed):
+            return p["action"]
+        if "exitCode" in p and p["exitCode"] == exit_code:
+            return p["action"]
+    return "SyncJob"
+
+
+def test_policies_pass_volcanos_webhook_and_do_what_the_exit_codes_mean():
+    job = render.render_job(spec())
+    assert webhook_policy_problems(job["spec"]["policies"]) == []
+    assert webhook_policy_problems(task_of(job)["policies"]) == []
+    # A pod that failed with a permanent code aborts the job; any other failure or an eviction restarts it.
+    assert volcano_action(job, "worker", "PodFailed", exit_codes.USAGE) == "AbortJob"
+    assert volcano_action(job, "worker", "PodFailed", exit_codes.DIVERGED) == "AbortJob"
+    for retryable in (exit_codes.FAILURE, exit_codes.PEER_TIMEOUT, exit_codes.TERMINATED, 137):
+        assert volcano_action(job, "worker", "PodFailed", retryable) == "RestartJob"
+    assert volcano_action(job, "worker", "PodEvicted") == "RestartJob"
+    assert volcano_action(job, "worker", "TaskCompleted") == "CompleteJob"
