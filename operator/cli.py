@@ -18,6 +18,7 @@ request the server rejected as invalid). No traceback for user errors.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import sys
@@ -173,12 +174,13 @@ def submit(namespace, kubeconfig, context, dry_run, output, **params):
     """Create the run's recipe ConfigMap and Volcano Job."""
     from incv4.operator.render import render_all
 
+    job_spec, recipe_text = _build(params, namespace)  # a bad spec or recipe fails before any connection
     if dry_run == "client":
-        job_spec, recipe_text = _build(params, namespace)
         click.echo(_dump(render_all(job_spec, recipe_text), "json" if output == "json" else "yaml"))
         return
     cluster = _connect(namespace, kubeconfig, context)
-    job_spec, recipe_text = _build(params, cluster.namespace)
+    if not namespace:  # the kubeconfig context's namespace (or the pod's, in-cluster)
+        job_spec = dataclasses.replace(job_spec, namespace=cluster.namespace)
     configmap, job = render_all(job_spec, recipe_text)
     name = job_spec.name
     if dry_run == "server":

@@ -395,3 +395,9 @@ def test_watch_follows_real_changes_and_stops_when_the_job_is_deleted(api):
     assert result.exit_code == 1, result.output
     assert [line.split()[2] for line in result.stdout.splitlines()] == ["Pending", "Running"]
     assert result.stderr.strip().endswith("run1  deleted")
+
+
+def test_a_bad_spec_fails_before_any_connection(tmp_path):
+    result = CliRunner().invoke(main, ["submit", *SPEC, "--npus", "3", "--kubeconfig", str(tmp_path / "absent")])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: npus 3: NPUs per node must be one of 1, 2, 4, 8"
