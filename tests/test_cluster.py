@@ -401,3 +401,35 @@ def test_a_bad_spec_fails_before_any_connection(tmp_path):
     result = CliRunner().invoke(main, ["submit", *SPEC, "--npus", "3", "--kubeconfig", str(tmp_path / "absent")])
     assert result.exit_code == 2
     assert result.stderr.strip() == "error: npus 3: NPUs per node must be one of 1, 2, 4, 8"
+
+
+def test_in_cluster_config_and_namespace_when_there_is_no_kubeconfig(api, tmp_path, monkeypatch):
+    """Inside a pod: no kubeconfig, KUBERNETES_SERVICE_HOST set -> the service-account config and namespace file.
+    The real loader reads fixed /var/run/secrets paths, so it is replaced by one that points at the fake server."""
+    import kubernetes.config
+
+    def fake_incluster(client_configuration):
+        client_configuration.host = api.url
+        client_configuration.api_key = {"authorization": "Bearer " + api.token}
+
+    namespace_file = tmp_path / "namespace"
+    namespace_file.write_text("team-a\n", encoding="utf-8")
+    monkeypatch.setattr(kubernetes.config, "load_incluster_config", fake_incluster)
+    monkeypatch.setattr(cluster_mod, "IN_CLUSTER_NAMESPACE_FILE", str(namespace_file))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    add_job(api)
+    result = CliRunner().invoke(main, ["list"])
+    api.outputs += [result.stdout, result.stderr]
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1].split()[0] == "run1"
+    assert api.requests_matching("GET", "/namespaces/team-a/jobs$")
+
+
+def test_backoff_doubles_and_honours_retry_after():
+    retry = cluster_mod.Retry(attempts=5, base_delay=0.5, max_delay=8.0)
+    assert [retry.delay(i) for i in range(6)] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
+    assert retry.delay(0, retry_after=3.0) == 3.0 and retry.delay(0, retry_after=60.0) == 8.0
+    err = type("E", (), {"headers": {"Retry-After": "2"}})()
+    assert cluster_mod._retry_after(err) == 2.0
