@@ -433,3 +433,49 @@ def test_backoff_doubles_and_honours_retry_after():
     assert retry.delay(0, retry_after=3.0) == 3.0 and retry.delay(0, retry_after=60.0) == 8.0
     err = type("E", (), {"headers": {"Retry-After": "2"}})()
     assert cluster_mod._retry_after(err) == 2.0
+
+
+def test_status_reads_progress_from_prometheus_when_asked(api):
+    """`--prometheus URL`: progress from a Prometheus HTTP API (a stand-in answering instant queries) instead of
+    the pods; the pod proxy is not used."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlparse
+
+    answers = [("incv4_eval_accuracy_ratio", 'topk="1"', 0.625), ("incv4_eval_accuracy_ratio", 'topk="5"', 0.875),
+               ("(max(incv4_planned_steps", "", 90.0), ("incv4_global_step", "", 40), ("incv4_planned_steps", "", 100),
+               ("incv4_epoch", "", 4), ("rate(incv4_samples_total", "", 12.5), ("incv4_loss", "", 1.5),
+               ("incv4_last_step_timestamp_seconds", "", 3.0), ("incv4_samples_total", "", 480.0),
+               ("incv4_build_info", "", 2)]
+    queries = []
+
+    class Prometheus(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            query = parse_qs(urlparse(self.path).query)["query"][0]
+            queries.append(query)
+            value = next(v for name, extra, v in answers if name in query and extra in query)
+            metric = {"world_size": "2"} if "world_size" in query else {}
+            body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": [
+                {"metric": metric, "value": [1700000000, str(value)]}]}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Prometheus)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        add_job(api)
+        result = cli(api, "status", "run1", "--prometheus", f"http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 0, result.output
+    assert "Progress:    step 40/100  epoch 4  img/s 12.5  loss 1.5000  top-1 0.6250  ETA 0:01:30" in result.stdout
+    assert all('namespace="team-a", job_name="run1"' in q for q in queries if "incv4_" in q)
+    assert not [p for m, p, q in api.requests if "/proxy/" in p]
