@@ -163,9 +163,12 @@ def _write_demo_data(out_dir, num_classes, train_per_class, val_per_class, image
 @click.option("--work-dir", default="./incv4-demo", type=click.Path(file_okay=False), show_default=True,
               help="where the demo data and checkpoints go")
 @click.option("--workers", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--train-per-class", type=click.IntRange(min=1), default=32, show_default=True,
+              help="demo training images per class")
+@click.option("--val-per-class", type=click.IntRange(min=1), default=8, show_default=True)
 @_set_option
 @click.option("--metrics-port", type=click.IntRange(min=0, max=65535), default=0, help="serve /metrics (0 = off)")
-def demo_command(work_dir, workers, overrides, metrics_port):
+def demo_command(work_dir, workers, train_per_class, val_per_class, overrides, metrics_port):
     """The whole local pipeline: demo data, then data-parallel training on the CPU, then top-1 vs chance."""
     from incv4.trainer import checkpoint
     from incv4.trainer.recipe import shipped_path
@@ -175,8 +178,7 @@ def demo_command(work_dir, workers, overrides, metrics_port):
     ckpt_dir = os.path.join(work_dir, "ckpt")
     overrides = (f"ckpt_save_dir={ckpt_dir}",) + tuple(overrides)
     recipe = _load_recipe(config, overrides, data_dir=data_dir)
-    summary = _write_demo_data(data_dir, recipe.num_classes, DEMO_TRAIN_PER_CLASS, DEMO_VAL_PER_CLASS,
-                               DEMO_IMAGE_SIZE, 0)
+    summary = _write_demo_data(data_dir, recipe.num_classes, train_per_class, val_per_class, DEMO_IMAGE_SIZE, 0)
     click.echo(f"demo data: {summary['train_images']} train / {summary['val_images']} val images, "
                f"{summary['num_classes']} classes in {summary['out_dir']}")
     click.echo(f"training {workers} worker(s) x batch {recipe.batch_size} at {recipe.image_resize}px for "
@@ -197,7 +199,5 @@ def demo_command(work_dir, workers, overrides, metrics_port):
                f"{verdict} chance")
 
 
-# Demo data size: small enough for 8 CPU workers in minutes, big enough to learn from (see the demo recipe).
-DEMO_TRAIN_PER_CLASS = 32
-DEMO_VAL_PER_CLASS = 8
+# Demo images are drawn a little larger than the recipe's 75px so the random-resized crop has room.
 DEMO_IMAGE_SIZE = 80
