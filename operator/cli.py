@@ -26,13 +26,13 @@ import time
 
 import click
 
+from incv4.operator.cluster import FINAL_PHASES, ClusterError  # cheap: the kubernetes client loads on first use
 from incv4.operator.spec import SpecError
 from incv4.trainer.recipe import RecipeError
 
 # Exit codes, as kubectl and click use them: 0 success, 1 failure, 2 usage (bad flags, bad recipe, bad spec).
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
-FINAL_PHASES = ("Completed", "Failed", "Terminated", "Aborted")  # as incv4.operator.cluster.FINAL_PHASES
 
 
 class Incv4Group(click.Group):
@@ -44,11 +44,9 @@ class Incv4Group(click.Group):
         except (RecipeError, SpecError) as err:
             click.echo(f"error: {err}", err=True)
             sys.exit(EXIT_USAGE)
-        except Exception as err:  # noqa: BLE001 - only the cluster's errors are expected here
-            if type(err).__name__ == "ClusterError":  # without importing the kubernetes client at start-up
-                click.echo(f"error: {err}", err=True)
-                sys.exit(getattr(err, "exit_code", EXIT_FAILURE))
-            raise
+        except ClusterError as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(err.exit_code)
 
 
 @click.group(cls=Incv4Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -193,8 +191,6 @@ def submit(namespace, kubeconfig, context, dry_run, output, **params):
         return
     # Refuse before touching the recipe ConfigMap of a job that is already there.
     if cluster.job_exists(name, job_spec.namespace):
-        from incv4.operator.cluster import ClusterError
-
         raise ClusterError(f"jobs.batch.volcano.sh {name!r} already exists in namespace {job_spec.namespace} "
                            f"(delete it first: incv4 delete {name} -n {job_spec.namespace})")
     cluster.apply_configmap(configmap)

@@ -6,7 +6,7 @@ knows nothing about Kubernetes objects (that is render.py) and imports nothing h
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Mapping, Optional, Sequence
 
 
@@ -241,7 +241,3 @@ def parse_pairs(label: str, items: Sequence[str]) -> dict:
         key, _, value = item.partition("=")
         out[key] = value
     return out
-
-
-def field_names() -> list:
-    return [f.name for f in fields(JobSpec)]
