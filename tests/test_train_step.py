@@ -101,3 +101,23 @@ def test_nan_steps_hook_parses_a_comma_list(monkeypatch):
     assert nan_steps_from_env() == {3, 5, 9}
     monkeypatch.delenv("INCV4_TEST_NAN_AT_STEP")
     assert nan_steps_from_env() == set()
+
+
+def test_finetuning_loads_matching_weights_and_reinitialises_a_different_classifier(tmp_path, capsys):
+    from incv4.trainer.recipe import RecipeError
+    from incv4.trainer.train import _load_finetune_weights
+
+    source = Tiny()
+    source.conv.weight.set_data(ms.Tensor(np.full(source.conv.weight.shape, 0.25, np.float32)))
+    source.fc = nn.Dense(4, 7)  # another num_classes
+    ms.save_checkpoint(source, str(tmp_path / "pretrained.ckpt"))
+    target = Tiny()
+    fresh_fc = target.fc.weight.asnumpy().copy()
+    _load_finetune_weights(target, str(tmp_path / "pretrained.ckpt"))
+    assert np.allclose(target.conv.weight.asnumpy(), 0.25)
+    assert np.array_equal(target.fc.weight.asnumpy(), fresh_fc)
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith(f"fine-tuning from {tmp_path / 'pretrained.ckpt'}: loaded ")
+    assert "re-initialised 2: fc.weight (checkpoint (7, 4), network (5, 4))" in line and "fc.bias" in line
+    with pytest.raises(RecipeError, match="ckpt_path.*does not exist"):
+        _load_finetune_weights(target, str(tmp_path / "absent.ckpt"))
