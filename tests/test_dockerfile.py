@@ -82,7 +82,9 @@ def test_every_flag_of_that_command_is_an_incv4_launch_option():
     launch = main.commands.get("launch")
     assert launch is not None, "incv4 launch is not registered"
     known = {opt for param in launch.params for opt in param.opts}
-    flags = [arg for arg in render.launch_command(default_spec()) if arg.startswith("--")]
+    specs = (default_spec(), jobspec.JobSpec(name="smoke", image="incv4", dataset_pvc="d", npus=2, chip="cpu",
+                                             recipe_overrides=("epoch_size=1",)))
+    flags = [arg for spec in specs for arg in render.launch_command(spec) if arg.startswith("--")]
     assert flags and set(flags) <= known, sorted(set(flags) - known)
 
 
