@@ -15,16 +15,17 @@ def _python(side: str) -> str:
     return incv4_python() if side == "incv4" else str(REF_PYTHON)
 
 
-def measure(size: int, batch: int, rounds: int, steps_per_round: int, extra_args=(), sides=tuple(SIDES),
-            log=print) -> dict:
-    """Returns {side: {compile_s, step_s: [...], peak_rss_mb} or {error}}."""
+def measure(size: int, batch: int, rounds: int, steps_per_round: int, variants=None, log=print) -> dict:
+    """variants: {label: (side, [extra worker args])}, default the three sides as they ship.
+    Returns {label: {compile_s, step_s: [...], peak_rss_mb} or {error}}."""
+    variants = variants or {side: (side, []) for side in SIDES}
     out: dict = {}
     workers: dict = {}
     try:
-        for side in sides:
+        for side, (kind, extra_args) in variants.items():
             log(f"  [{size}px b{batch}] {side}: building and compiling")
-            worker = Worker(_python(side), "bench.train_worker",
-                            ["--side", side, "--size", str(size), "--batch", str(batch), *extra_args],
+            worker = Worker(_python(kind), "bench.train_worker",
+                            ["--side", kind, "--size", str(size), "--batch", str(batch), *extra_args],
                             CACHE_DIR / "logs" / f"train_{side}_{size}.log")
             try:
                 ready = worker.read()

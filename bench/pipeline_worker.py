@@ -5,6 +5,7 @@ counted after the first batch (so start-up is left out)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import traceback
@@ -28,6 +29,42 @@ def incv4_pipeline(data_dir: str, workers: int):
     return dataset
 
 
+def incv4_lever_pipeline(data_dir: str, workers: int, lever: str):
+    """incv4's pipeline rebuilt from its parts with one change (a lever experiment, see bench/FINDINGS.md):
+      c_erasing     per-image C++ vision.RandomErasing inside the one map, instead of a NumPy op on each batch
+      imagefolder   ds.ImageFolderDataset (C++ file reading) with incv4's sampler, instead of a Python generator
+      both          the two together"""
+    import mindspore.dataset as ds
+    import mindspore.dataset.vision as vision
+    from incv4.trainer import data as d
+    from incv4.trainer import recipe as incv4_recipe
+
+    recipe = incv4_recipe.load(incv4_recipe.shipped_path("inception_v4_ascend.yaml"),
+                               overrides=[f"data_dir={data_dir}", f"batch_size={BATCH}", f"image_resize={SIZE}",
+                                          f"num_parallel_workers={workers}", "distribute=False",
+                                          "device_target=CPU"])
+    folder = d.list_image_folder(recipe.data_dir, recipe.train_split)
+    sampler = d._sampler_class()(len(folder), 0, 1, recipe.seed, 0, recipe.shuffle, recipe.num_samples)
+    if lever in ("imagefolder", "both"):
+        dataset = ds.ImageFolderDataset(f"{data_dir}/train", sampler=sampler, num_parallel_workers=workers,
+                                        decode=False)
+    else:
+        dataset = ds.GeneratorDataset(d._FileSource(folder), column_names=["image", "label"], sampler=sampler,
+                                      num_parallel_workers=workers, python_multiprocessing=False)
+    ops = d.train_transforms(recipe)
+    if lever in ("c_erasing", "both"):
+        ops.append(vision.RandomErasing(prob=recipe.re_prob, scale=tuple(recipe.re_scale),
+                                        ratio=tuple(recipe.re_ratio), value=recipe.re_value,
+                                        max_attempts=recipe.re_max_attempts))
+    dataset = dataset.map(operations=ops, input_columns="image", num_parallel_workers=workers)
+    dataset = dataset.batch(BATCH, drop_remainder=True, num_parallel_workers=workers)
+    if lever not in ("c_erasing", "both"):
+        erasing = d.BatchRandomErasing(recipe.re_prob, recipe.re_scale, recipe.re_ratio, recipe.re_value,
+                                       recipe.re_max_attempts)
+        dataset = dataset.map(operations=erasing, input_columns="image", num_parallel_workers=1)
+    return dataset
+
+
 def mindcv_pipeline(data_dir: str, workers: int):
     """As MindCV's train.py builds it (create_dataset -> create_transforms -> create_loader)."""
     from mindcv.data import create_dataset, create_loader, create_transforms
@@ -43,9 +80,16 @@ def mindcv_pipeline(data_dir: str, workers: int):
                          transform=transforms, num_parallel_workers=workers, num_classes=1000)
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process, all its threads (MindSpore's dataset workers are threads)."""
+    t = os.times()
+    return t.user + t.system
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser()
-    parser.add_argument("--side", choices=("incv4", "mindcv"), required=True)
+    parser.add_argument("--side", required=True,
+                        help="incv4, mindcv, or incv4-lever:c_erasing|imagefolder|both (experiments)")
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--workers", type=int, required=True)
     parser.add_argument("--epochs", type=int, default=2)
@@ -54,8 +98,11 @@ def main(argv=None):
         import mindspore as ms
 
         ms.set_seed(0)
-        build = incv4_pipeline if args.side == "incv4" else mindcv_pipeline
-        dataset = build(args.data_dir, args.workers)
+        if args.side.startswith("incv4-lever:"):
+            dataset = incv4_lever_pipeline(args.data_dir, args.workers, args.side.split(":", 1)[1])
+        else:
+            build = {"incv4": incv4_pipeline, "mindcv": mindcv_pipeline}[args.side]
+            dataset = build(args.data_dir, args.workers)
         images, first, start, shape = 0, True, None, None
         iterator = dataset.create_tuple_iterator(num_epochs=args.epochs, output_numpy=True)
         t0 = time.perf_counter()
@@ -63,10 +110,13 @@ def main(argv=None):
             for batch in iterator:
                 if first:  # pipeline start-up (threads, first decode) is not throughput
                     start, first, shape = time.perf_counter(), False, list(batch[0].shape)
+                    cpu0 = _cpu_seconds()
                     continue
                 images += batch[0].shape[0]
         elapsed = time.perf_counter() - start
-        emit(images=images, seconds=elapsed, images_per_s=images / elapsed, first_batch_s=start - t0,
+        cpu = _cpu_seconds() - cpu0
+        emit(images=images, seconds=elapsed, images_per_s=images / elapsed, cpu_s=cpu,
+             images_per_cpu_s=images / cpu if cpu > 0 else None, first_batch_s=start - t0,
              batch_shape=shape, dtype=str(batch[0].dtype), peak_rss_mb=peak_rss_mb())
     except Exception as err:
         traceback.print_exc()

@@ -117,10 +117,11 @@ def render_markdown(data: dict) -> str:
     for key in keys:
         case = data["cases"][key]
         run = case.get("run", {})
-        out += [f"## {key}", "", f"Run {case['date']}; machine: {json.dumps(run.get('machine', {}))}",
-                f"; versions: {json.dumps(run.get('versions', {}))}", ""]
+        out += [f"## {key}", "", f"- run: {case['date']}, {run.get('seconds', '?')} s",
+                f"- machine: `{json.dumps(run.get('machine', {}))}`",
+                f"- versions: `{json.dumps(run.get('versions', {}))}`"]
         if run.get("options"):
-            out += [f"Options: `{json.dumps(run['options'])}`", ""]
+            out += [f"- options: `{json.dumps(run['options'])}`"]
         for r in case["rows"]:
             if r.get("note"):
                 out.append(f"- {r['case']} / {r['metric']}: {r['note']}")

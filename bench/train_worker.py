@@ -31,8 +31,12 @@ def _mindspore_context(args):
     ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
     if args.jit_level:
         ms.set_context(jit_config={"jit_level": args.jit_level})
-    if args.threads:
-        ms.set_context(runtime_num_threads=args.threads)
+    if args.threads:  # CPU kernel threads (MindSpore's default: 25)
+        from mindspore.device_context.cpu import op_tuning
+
+        op_tuning.threads_num(args.threads)
+    if args.dispatch_threads:  # runtime (dispatch) threads (default: 5)
+        ms.runtime.dispatch_threads_num(args.dispatch_threads)
     ms.set_seed(0)
 
 
@@ -134,10 +138,13 @@ def build(args):
 
 
 def _build_incv4_parts(args):
+    from incv4.trainer import launch as incv4_launch
     from incv4.trainer import model as incv4_model
     from incv4.trainer import optim as incv4_optim
     from incv4.trainer import recipe as incv4_recipe
 
+    # The thread settings an incv4 worker applies (from the env its launcher sets; none in a lone process).
+    getattr(incv4_launch, "apply_worker_settings", lambda: None)()
     recipe = incv4_recipe.load(incv4_recipe.shipped_path("inception_v4_ascend.yaml"),
                                overrides=[f"batch_size={args.batch}", f"image_resize={args.size}",
                                           "amp_level=O0", "loss_scale=1.0", "device_target=CPU",
@@ -147,7 +154,13 @@ def _build_incv4_parts(args):
     loss = incv4_optim.create_loss(recipe)
     schedule = incv4_optim.create_lr_schedule(recipe, STEPS_PER_EPOCH)
     opt = incv4_optim.create_optimizer(net, recipe, schedule)
-    step = _incv4_train_step(net, loss, opt, recipe)
+    if args.step == "plain":
+        import mindspore.nn as nn
+
+        step = nn.TrainOneStepCell(nn.WithLossCell(net, loss), opt)
+        step.set_train()
+    else:
+        step = _incv4_train_step(net, loss, opt, recipe)
     x, y = _batch_ms(args)
     return step, x, y
 
@@ -159,6 +172,10 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--jit-level", default="", help="MindSpore jit_level (O0/O1/O2); default: MindSpore's")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads; 0 = the framework default")
+    parser.add_argument("--dispatch-threads", type=int, default=0, help="MindSpore runtime threads; 0 = default")
+    parser.add_argument("--step", choices=("trainer", "plain"), default="trainer",
+                        help="incv4 side: the train step incv4's trainer builds, or MindSpore's plain "
+                             "TrainOneStepCell(WithLossCell) (a lever experiment)")
     args = parser.parse_args(argv)
     try:
         t0 = time.perf_counter()
