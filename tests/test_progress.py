@@ -69,7 +69,8 @@ def test_pages_of_several_pods_merge(live_page):
 def test_rate_between_two_reads(live_page):
     _, page = live_page
     first = progress.from_metrics_text(page, now=1000.0)
-    more = page.replace(f'incv4_samples_total{{rank="0"}} {4.0 * STEPS}', f'incv4_samples_total{{rank="0"}} {4.0 * STEPS + 40}')
+    before = f'incv4_samples_total{{rank="0"}} {4.0 * STEPS}'
+    more = page.replace(before, f'incv4_samples_total{{rank="0"}} {4.0 * STEPS + 40}')
     assert more != page
     second = progress.from_metrics_text(more, previous=first, now=1010.0)
     assert second.images_per_second == pytest.approx(40 / 10 * 8 / 2)

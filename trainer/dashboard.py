@@ -129,7 +129,8 @@ def panels():
     g.add(timeseries("Step time", [(_quantile(0.5), "p50"), (_quantile(0.9), "p90"), (_quantile(0.99), "p99"),
                                    (f"sum(rate(incv4_step_duration_seconds_sum{{{SEL}}}[{RATE}]))"
                                     f" / sum(rate(incv4_step_duration_seconds_count{{{SEL}}}[{RATE}]))", "mean")],
-                     unit="s", description="Seconds per step over the selected ranks (input wait excluded: see data-wait share)."), 8, 8)
+                     unit="s", description="Seconds per step over the selected ranks "
+                                           "(input wait excluded: see data-wait share)."), 8, 8)
     g.add(timeseries("Step time p90 by rank (stragglers)", [(_quantile(0.9, by="rank"), "rank {{rank}}")],
                      unit="s", description="With a synchronous all-reduce a slow rank slows all of them; "
                                            "compare data-wait per rank too."), 8, 8)
