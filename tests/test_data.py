@@ -164,7 +164,7 @@ def test_fast_and_fallback_sources_read_the_same_images_in_the_same_order(tmp_pa
     (tmp_path / "val" / ".cache").mkdir()
     Image.new("RGB", (40, 40), (250, 0, 128)).save(tmp_path / "val" / ".cache" / "x.png")
     Image.new("RGB", (40, 40), (245, 0, 128)).save(tmp_path / "val" / "class0" / "._x.png")
-    assert isinstance(data._source(folder, None, 1), ds.GeneratorDataset)
+    assert isinstance(data._source(data.list_image_folder(str(tmp_path), "val"), None, 1), ds.GeneratorDataset)
     ((slow_ids, slow_labels, _),) = _collect(data.create_eval_dataset(recipe, rank_id=1, rank_size=2))
     assert fast_ids == slow_ids and fast_labels == slow_labels
     expected = [int(os.fsdecode(folder.paths[i])[-8:-4]) for i in data.eval_shard(11, 1, 2)]

@@ -83,6 +83,7 @@ class ImageFolder:
     classes: list
     paths: np.ndarray  # bytes, relative to root
     labels: np.ndarray  # int32
+    mindspore_agrees: Optional[bool] = None  # whether ImageFolderDataset sees exactly these files (probed once)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -333,10 +334,11 @@ def _interpolation(name: str):
     return getattr(Inter, name.upper(), Inter.BILINEAR)
 
 
-def train_transforms(recipe, normalize: bool = True) -> list:
+def train_transforms(recipe, normalize: bool = True, seed=None) -> list:
     """Per-image training transforms: MindCV's transforms_imagenet_train for the recipe. All C++ ops but random
     erasing (a few NumPy lines, only when recipe.re_prob > 0). normalize=False ends with uint8 CHW images, to be
-    normalised on the device by `Normalizer`."""
+    normalised on the device by `normalizer(recipe)`. `seed` seeds random erasing (the C++ ops draw from
+    MindSpore's dataset seed)."""
     from mindspore.dataset import vision
 
     interpolation = _interpolation(recipe.interpolation)
@@ -353,7 +355,7 @@ def train_transforms(recipe, normalize: bool = True) -> list:
         ops.append(vision.RandomColorAdjust(brightness=jitter, contrast=jitter, saturation=jitter))
     ops += _to_chw(recipe, normalize)
     if recipe.re_prob > 0:
-        ops.append(RandomErasing.from_recipe(recipe, normalized=normalize))
+        ops.append(RandomErasing.from_recipe(recipe, normalized=normalize, seed=seed))
     return ops
 
 
@@ -413,13 +415,13 @@ class RandomErasing:
         self.rng = np.random.default_rng(seed)
 
     @classmethod
-    def from_recipe(cls, recipe, normalized: bool = True) -> "RandomErasing":
+    def from_recipe(cls, recipe, normalized: bool = True, seed=None) -> "RandomErasing":
         if normalized:
             fill = float(recipe.re_value)
         else:
             fill = np.clip(np.rint(recipe.re_value * np.asarray(recipe.std) + np.asarray(recipe.mean)), 0, 255)
             fill = fill.astype(np.uint8)
-        return cls(recipe.re_prob, recipe.re_scale, recipe.re_ratio, fill, recipe.re_max_attempts)
+        return cls(recipe.re_prob, recipe.re_scale, recipe.re_ratio, fill, recipe.re_max_attempts, seed)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         if self.rng.random() >= self.prob:
@@ -491,11 +493,12 @@ def _source(folder: ImageFolder, sampler, workers: int):
 
     extensions = sorted({os.path.splitext(os.fsdecode(p))[1] for p in folder.paths})
     labels = {name: i for i, name in enumerate(folder.classes)}
-    if set(class_folders(folder.root)) <= set(labels):
-        probe = ds.ImageFolderDataset(folder.root, extensions=extensions, class_indexing=labels, shuffle=False)
-        if probe.get_dataset_size() == len(folder):
-            return ds.ImageFolderDataset(folder.root, extensions=extensions, class_indexing=labels, decode=False,
-                                         sampler=sampler, num_parallel_workers=workers)
+    if folder.mindspore_agrees is None:  # probed once per listing: a directory scan costs seconds on ImageNet
+        folder.mindspore_agrees = set(class_folders(folder.root)) <= set(labels) and ds.ImageFolderDataset(
+            folder.root, extensions=extensions, class_indexing=labels, shuffle=False).get_dataset_size() == len(folder)
+    if folder.mindspore_agrees:
+        return ds.ImageFolderDataset(folder.root, extensions=extensions, class_indexing=labels, decode=False,
+                                     sampler=sampler, num_parallel_workers=workers)
     return ds.GeneratorDataset(_FileSource(folder), column_names=["image", "label"], sampler=sampler,
                                num_parallel_workers=workers, python_multiprocessing=False)
 
@@ -577,6 +580,8 @@ def create_train_dataset(recipe, rank_id: int = 0, rank_size: int = 1, epoch: in
     one epoch + 1, and so on. `folder` skips listing the split again when the caller already has it.
     normalize=False yields uint8 NCHW images instead (a quarter of the bytes; put `normalizer(recipe)` in front
     of the network)."""
+    import mindspore.dataset as ds
+
     _check_rank(rank_id, rank_size)
     _unsupported_keys(recipe)
     if folder is None:
@@ -590,7 +595,8 @@ def create_train_dataset(recipe, rank_id: int = 0, rank_size: int = 1, epoch: in
         raise DataError(f"data: {folder.root} has {len(folder)} images, {sampler.per_rank} per rank for "
                         f"{rank_size} ranks: fewer than one batch of {batch}")
     dataset = _source(folder, sampler, workers)
-    dataset = dataset.map(operations=train_transforms(recipe, normalize), input_columns="image",
+    erasing_seed = [ds.config.get_seed(), rank_id, epoch]  # follows the dataset seed the trainer sets
+    dataset = dataset.map(operations=train_transforms(recipe, normalize, erasing_seed), input_columns="image",
                           num_parallel_workers=workers)
     return dataset.batch(batch, drop_remainder=recipe.drop_remainder, num_parallel_workers=workers), steps
 
