@@ -24,7 +24,7 @@ import os
 import signal
 import sys
 import time
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from incv4.trainer import exit_codes
 from incv4.trainer.recipe import RecipeError
@@ -347,7 +347,6 @@ def _train(recipe, rank: int, rank_size: int, stop: StopRequest, resume: bool, s
     one = ms.Tensor(np.float32(1.0))
     nan = ms.Tensor(np.float32(np.nan))
     do_update = ms.Tensor(True)
-    no_update = ms.Tensor(False)
     samples_per_step = global_batch
     nonfinite_in_row = 0
     compiled = False
