@@ -390,3 +390,19 @@ def test_train_transforms_equal_mindcvs_when_randomness_is_pinned(tmp_path):
         color_jitter=None, interpolation="bilinear", mean=list(MEAN), std=list(STD))
     theirs = next(_mindcv_pipeline(tmp_path / "train", theirs_list).create_tuple_iterator(output_numpy=True))
     np.testing.assert_allclose(ours[0], theirs[0], atol=1e-5)
+
+
+def test_incv4_train_stops_on_bad_data_with_one_line_and_exit_2(broken_dataset, repo_root):
+    """Issue 8, acceptance 3, through the real command: the trainer checks the data before any work starts."""
+    import subprocess
+    import sys
+
+    incv4 = os.path.join(os.path.dirname(sys.executable), "incv4")
+    result = subprocess.run([incv4, "train", "--config", str(repo_root / "configs" / "inception_v4_cpu_demo.yaml"),
+                             "--data-dir", str(broken_dataset), "--workers", "1"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert lines[0].startswith("error: data: 1 unreadable image in ")
+    assert "class1/cut.JPEG: truncated" in lines[0] and "class2/notes.txt" in lines[0] and "(first: class9)" in lines[0]
