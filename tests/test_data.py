@@ -295,6 +295,28 @@ def test_check_finds_images_that_only_look_like_images(tmp_path):
         data.check_image_folder(str(tmp_path), ["train"])
 
 
+def test_gif_or_webp_named_jpeg_is_reported_as_unsupported(tmp_path):
+    _write_ids(tmp_path, "train", 2, classes=1, fmt="JPEG")
+    Image.new("RGB", (20, 20)).save(tmp_path / "train" / "class0" / "anim.JPEG", "GIF")
+    with pytest.raises(DataError, match=r"class0/anim.JPEG: GIF is not supported \(use JPEG, PNG, BMP or TIFF\)"):
+        data.check_image_folder(str(tmp_path), ["train"])
+
+
+def test_grey_cmyk_and_rgba_images_come_out_as_three_channels(tmp_path):
+    """ImageNet holds some greyscale and CMYK JPEGs (and a PNG named .JPEG); every one must batch as RGB."""
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8))
+    folder = tmp_path / "train" / "a"
+    folder.mkdir(parents=True)
+    rgb.convert("L").save(folder / "grey.JPEG", "JPEG")
+    rgb.convert("CMYK").save(folder / "cmyk.JPEG", "JPEG")
+    rgb.convert("RGBA").save(folder / "rgba.png", "PNG")
+    rgb.save(folder / "png-named.JPEG", "PNG")
+    data.check_image_folder(str(tmp_path), ["train"], deep=True)
+    dataset, _ = data.create_train_dataset(_recipe(tmp_path, batch_size=4))
+    images, _ = next(dataset.create_tuple_iterator(output_numpy=True))
+    assert images.shape == (4, 3, 75, 75)
+
+
 def test_jpeg_with_trailing_bytes_after_the_end_marker_is_accepted(tmp_path):
     _write_ids(tmp_path, "train", 2, classes=1, fmt="JPEG")
     path = tmp_path / "train" / "class0" / "img0000.jpeg"

@@ -11,7 +11,7 @@ floor(N / rank_size) images, so shards are disjoint and equal. The N mod rank_si
 that epoch (a different few each epoch, since the permutation changes). Because the order is a pure function of
 (seed, epoch, rank, rank_size), a resumed run passes `epoch=` and gets exactly the order the first run had for that
 epoch. Random augmentations draw from MindSpore's dataset seed (`mindspore.dataset.config.set_seed`, the trainer's
-job), and are not reproduced exactly with more than one worker.
+job; random erasing from that seed, the rank and the epoch) and are not reproduced exactly with several workers.
 
 Eval sharding (`create_eval_dataset`): rank r takes images r, r + rank_size, ... in file order: disjoint shards
 that cover the val set exactly once, with no padding and the last partial batch kept, so top-1/top-5 counts summed
@@ -19,8 +19,8 @@ over ranks are exact.
 
 Bad data policy (`check_image_folder`): stop before training. Unreadable or truncated images, files that are not
 images (and folders nested in a class folder, whose images would not be read), empty class folders, val classes
-unknown to train and a missing split each raise `DataError` (a
-`RecipeError`: the CLI prints one line and exits 2) naming the count and the first few paths, e.g.
+unknown to train and a missing split each raise `DataError` (a `RecipeError`: the CLI prints one line and exits 2)
+naming the count and the first few paths, e.g.
 "data: 2 unreadable images in /d/train (first: a/1.JPEG: truncated, b/2.JPEG: not an image)". Stopping beats
 skipping: a broken extraction or a half-copied volume should be fixed, not silently trained around.
 The check is cheap: it reads each image's first 16 bytes and last 1 KiB (format magic, JPEG end-of-image marker,
@@ -162,7 +162,10 @@ _MAGIC = (
     (b"BM", "bmp"),
     (b"II*\x00", "tiff"),
     (b"MM\x00*", "tiff"),
+    (b"GIF8", "gif"),
+    (b"RIFF", "webp"),
 )
+_UNDECODABLE = ("gif", "webp")  # MindSpore's C++ Decode and RandomCropDecodeResize refuse them
 _TAIL = 1024
 
 
@@ -183,6 +186,8 @@ def _header_problem(path: str) -> Optional[str]:
     kind = next((k for magic, k in _MAGIC if head.startswith(magic)), None)
     if kind is None:
         return "not an image"
+    if kind in _UNDECODABLE:
+        return f"{kind.upper()} is not supported (use JPEG, PNG, BMP or TIFF)"
     if kind == "jpeg" and b"\xff\xd9" not in tail:
         return "no JPEG end marker"
     if kind == "png" and b"IEND" not in tail:
