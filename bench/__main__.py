@@ -16,8 +16,8 @@ from bench import results
 from bench.common import REF_PYTHON, incv4_python, machine_info, versions_of
 from bench.setup_env import ensure_reference_venv
 
-CASES = {"train_step": "bench.case_train_step", "pipeline": "bench.case_pipeline", "launch": "bench.case_launch",
-         "render": "bench.case_render", "metrics": "bench.case_metrics"}
+CASES = {"train_step": "bench.case_train_step", "pipeline": "bench.case_pipeline", "render": "bench.case_render",
+         "metrics": "bench.case_metrics", "launch": "bench.case_launch"}
 NEEDS_REFERENCE = {"train_step", "pipeline", "launch"}
 LOCK_PATH = "/tmp/incv4-heavy.lock"
 

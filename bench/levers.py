@@ -19,13 +19,17 @@ LEVERS = {
     "jit_O1": ("incv4", ["--jit-level", "O1"]),
     "jit_O0": ("incv4", ["--jit-level", "O0"]),
     "plain_step": ("incv4", ["--step", "plain"]),       # MindSpore's TrainOneStepCell instead of train.py's step
+    "v_trainer": ("incv4", ["--step", "v:trainer"]),     # bench/step_variants.py copies of the train step
+    "v_loss_check": ("incv4", ["--step", "v:loss_check"]),
+    "v_no_branch": ("incv4", ["--step", "v:no_branch"]),
+    "v_no_check": ("incv4", ["--step", "v:no_check"]),
     "mindcv": ("mindcv", []),
     "mindcv_threads2": ("mindcv", ["--threads", "2"]),
     "timm": ("timm", []),
 }
 
 
-PIPELINE_LEVERS = ("incv4", "incv4-lever:c_erasing", "incv4-lever:imagefolder", "incv4-lever:both", "mindcv")
+PIPELINE_LEVERS = ("incv4", "incv4-uint8", "mindcv")
 
 
 def pipeline_levers(rounds: int, workers_list=(1, 2)) -> dict:
@@ -60,9 +64,10 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=2, help="steps per side per round")
     parser.add_argument("--pipeline", action="store_true", help="the input-pipeline levers instead")
+    parser.add_argument("--no-lock", action="store_true", help="the caller holds /tmp/incv4-heavy.lock")
     args = parser.parse_args(argv)
     if args.pipeline:
-        with heavy_lock(True):
+        with heavy_lock(not args.no_lock):
             pipeline_levers(args.rounds)
         return 0
     variants = {"incv4": ("incv4", [])}
@@ -70,7 +75,7 @@ def main(argv=None) -> int:
         if name not in LEVERS:
             parser.error(f"unknown lever {name!r}; choose from {', '.join(LEVERS)}")
         variants[name] = LEVERS[name]
-    with heavy_lock(True):
+    with heavy_lock(not args.no_lock):
         res = measure(args.size, args.batch, args.rounds, args.steps, variants=variants,
                       log=lambda m: print(m, flush=True))
     base = median(res["incv4"].get("step_s", [])) if "incv4" in res else None

@@ -17,7 +17,7 @@ AUG = dict(scale=(0.08, 1.0), ratio=(0.75, 1.333), hflip=0.5, interpolation="bil
            re_prob=0.25, color_jitter=0.4)
 
 
-def incv4_pipeline(data_dir: str, workers: int):
+def incv4_pipeline(data_dir: str, workers: int, normalize: bool = True):
     from incv4.trainer import data as incv4_data
     from incv4.trainer import recipe as incv4_recipe
 
@@ -25,43 +25,10 @@ def incv4_pipeline(data_dir: str, workers: int):
                                overrides=[f"data_dir={data_dir}", f"batch_size={BATCH}", f"image_resize={SIZE}",
                                           f"num_parallel_workers={workers}", "distribute=False",
                                           "device_target=CPU"])
-    dataset, _ = incv4_data.create_train_dataset(recipe, rank_id=0, rank_size=1)
-    return dataset
-
-
-def incv4_lever_pipeline(data_dir: str, workers: int, lever: str):
-    """incv4's pipeline rebuilt from its parts with one change (a lever experiment, see bench/FINDINGS.md):
-      c_erasing     per-image C++ vision.RandomErasing inside the one map, instead of a NumPy op on each batch
-      imagefolder   ds.ImageFolderDataset (C++ file reading) with incv4's sampler, instead of a Python generator
-      both          the two together"""
-    import mindspore.dataset as ds
-    import mindspore.dataset.vision as vision
-    from incv4.trainer import data as d
-    from incv4.trainer import recipe as incv4_recipe
-
-    recipe = incv4_recipe.load(incv4_recipe.shipped_path("inception_v4_ascend.yaml"),
-                               overrides=[f"data_dir={data_dir}", f"batch_size={BATCH}", f"image_resize={SIZE}",
-                                          f"num_parallel_workers={workers}", "distribute=False",
-                                          "device_target=CPU"])
-    folder = d.list_image_folder(recipe.data_dir, recipe.train_split)
-    sampler = d._sampler_class()(len(folder), 0, 1, recipe.seed, 0, recipe.shuffle, recipe.num_samples)
-    if lever in ("imagefolder", "both"):
-        dataset = ds.ImageFolderDataset(f"{data_dir}/train", sampler=sampler, num_parallel_workers=workers,
-                                        decode=False)
-    else:
-        dataset = ds.GeneratorDataset(d._FileSource(folder), column_names=["image", "label"], sampler=sampler,
-                                      num_parallel_workers=workers, python_multiprocessing=False)
-    ops = d.train_transforms(recipe)
-    if lever in ("c_erasing", "both"):
-        ops.append(vision.RandomErasing(prob=recipe.re_prob, scale=tuple(recipe.re_scale),
-                                        ratio=tuple(recipe.re_ratio), value=recipe.re_value,
-                                        max_attempts=recipe.re_max_attempts))
-    dataset = dataset.map(operations=ops, input_columns="image", num_parallel_workers=workers)
-    dataset = dataset.batch(BATCH, drop_remainder=True, num_parallel_workers=workers)
-    if lever not in ("c_erasing", "both"):
-        erasing = d.BatchRandomErasing(recipe.re_prob, recipe.re_scale, recipe.re_ratio, recipe.re_value,
-                                       recipe.re_max_attempts)
-        dataset = dataset.map(operations=erasing, input_columns="image", num_parallel_workers=1)
+    if normalize:  # as the trainer calls it
+        dataset, _ = incv4_data.create_train_dataset(recipe, rank_id=0, rank_size=1)
+    else:  # lever: uint8 batches, normalised on the device by data.normalizer (not timed here)
+        dataset, _ = incv4_data.create_train_dataset(recipe, rank_id=0, rank_size=1, normalize=False)
     return dataset
 
 
@@ -89,7 +56,7 @@ def _cpu_seconds() -> float:
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--side", required=True,
-                        help="incv4, mindcv, or incv4-lever:c_erasing|imagefolder|both (experiments)")
+                        help="incv4, mindcv, or incv4-uint8 (a lever: data.create_train_dataset(normalize=False))")
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--workers", type=int, required=True)
     parser.add_argument("--epochs", type=int, default=2)
@@ -98,8 +65,8 @@ def main(argv=None):
         import mindspore as ms
 
         ms.set_seed(0)
-        if args.side.startswith("incv4-lever:"):
-            dataset = incv4_lever_pipeline(args.data_dir, args.workers, args.side.split(":", 1)[1])
+        if args.side == "incv4-uint8":
+            dataset = incv4_pipeline(args.data_dir, args.workers, normalize=False)
         else:
             build = {"incv4": incv4_pipeline, "mindcv": mindcv_pipeline}[args.side]
             dataset = build(args.data_dir, args.workers)

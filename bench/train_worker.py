@@ -35,6 +35,8 @@ def _mindspore_context(args):
         from mindspore.device_context.cpu import op_tuning
 
         op_tuning.threads_num(args.threads)
+    if args.compile_cache:  # MindSpore's compile cache: a later process with the same graph skips compiling
+        ms.set_context(enable_compile_cache=True, compile_cache_path=args.compile_cache)
     if args.dispatch_threads:  # runtime (dispatch) threads (default: 5)
         ms.runtime.dispatch_threads_num(args.dispatch_threads)
     ms.set_seed(0)
@@ -159,6 +161,14 @@ def _build_incv4_parts(args):
 
         step = nn.TrainOneStepCell(nn.WithLossCell(net, loss), opt)
         step.set_train()
+    elif args.step.startswith("v:"):
+        import mindspore as ms
+        import numpy as np
+        from bench import step_variants
+
+        cell = step_variants.build(net, loss, opt, args.step[2:])
+        one, do_update, stop = ms.Tensor(np.float32(1.0)), ms.Tensor(True), ms.Tensor(np.float32(0.0))
+        step = lambda x, y: cell(x, y, one, do_update, stop)  # noqa: E731
     else:
         step = _incv4_train_step(net, loss, opt, recipe)
     x, y = _batch_ms(args)
@@ -172,10 +182,13 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--jit-level", default="", help="MindSpore jit_level (O0/O1/O2); default: MindSpore's")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads; 0 = the framework default")
+    parser.add_argument("--compile-cache", default="", help="a directory: enable MindSpore's compile cache there")
     parser.add_argument("--dispatch-threads", type=int, default=0, help="MindSpore runtime threads; 0 = default")
-    parser.add_argument("--step", choices=("trainer", "plain"), default="trainer",
+    parser.add_argument("--step", choices=("trainer", "plain", "v:trainer", "v:loss_check", "v:no_branch",
+                                           "v:no_check"), default="trainer",
                         help="incv4 side: the train step incv4's trainer builds, or MindSpore's plain "
-                             "TrainOneStepCell(WithLossCell) (a lever experiment)")
+                             "TrainOneStepCell(WithLossCell), or v:X a variant from bench/step_variants.py "
+                             "(lever experiments)")
     args = parser.parse_args(argv)
     try:
         t0 = time.perf_counter()
