@@ -436,7 +436,7 @@ def plan_worker_args(recipe_path: Optional[str], overrides: Iterable[str], data_
     say = say or (lambda text: print(f"[launch] {text}", file=sys.stderr, flush=True))
     overrides = list(overrides)
     recipe = recipe_lib.load(recipe_path, overrides, data_dir=data_dir)
-    recipe_lib.require_data_dir(recipe, ["train"])
+    recipe_lib.require_data_dir(recipe, [recipe.train_split])
     global_batch = recipe.batch_size * world_size
     reference = recipe.reference_global_batch
     say(f"global batch {global_batch} = batch_size {recipe.batch_size} x {world_size} workers")
@@ -446,6 +446,8 @@ def plan_worker_args(recipe_path: Optional[str], overrides: Iterable[str], data_
             scaled = recipe.lr * global_batch / reference
             say(f"--scale-lr: lr {recipe.lr:g} -> {scaled:g} (x {global_batch}/{reference}, linear scaling rule)")
             extra_sets.append(f"lr={scaled!r}")
+            if recipe.min_lr > scaled:
+                extra_sets.append(f"min_lr={scaled!r}")
         else:
             say(f"note: the recipe's reference global batch is {reference} (8 cards x {recipe.batch_size}); "
                 f"lr {recipe.lr:g} is unchanged (give --scale-lr to scale it linearly to {global_batch})")
