@@ -245,3 +245,18 @@ def test_bad_environment_or_recipe_is_one_line_and_exit_2(env, argv, message, mo
     assert result.exit_code == exit_codes.USAGE
     lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and message in lines[0], result.output
+
+
+def test_compile_cache_is_keyed_by_everything_that_shapes_the_graph(tmp_path):
+    from incv4.trainer.launch import compile_cache_dir
+    from incv4.trainer.recipe import load
+
+    recipe = load(None, ["batch_size=4", f"ckpt_save_dir={tmp_path}"])
+    same = compile_cache_dir(load(None, ["batch_size=4", f"ckpt_save_dir={tmp_path}"]), 8, ["--x"])
+    assert compile_cache_dir(recipe, 8, ["--x"]) == same
+    assert same.startswith(str(tmp_path / "compile_cache"))
+    assert compile_cache_dir(load(None, ["batch_size=2", f"ckpt_save_dir={tmp_path}"]), 8, ["--x"]) != same
+    assert compile_cache_dir(recipe, 4, ["--x"]) != same
+    env = worker_env({}, Topology(1, 0, "127.0.0.1", 8118, 2), 1, 600, 1, compile_cache=same)
+    assert env["MS_COMPILER_CACHE_ENABLE"] == "1" and env["MS_COMPILER_CACHE_PATH"] == same
+    assert "MS_COMPILER_CACHE_ENABLE" not in worker_env({}, Topology(1, 0, "127.0.0.1", 8118, 2), 1, 600, 1)

@@ -115,10 +115,14 @@ def cluster_env(topology: Topology, cluster_timeout: int) -> dict:
     }
 
 
-def worker_env(base: dict, topology: Topology, local_rank: int, cluster_timeout: int, threads: int) -> dict:
+def worker_env(base: dict, topology: Topology, local_rank: int, cluster_timeout: int, threads: int,
+               compile_cache: Optional[str] = None) -> dict:
     rank = topology.rank(local_rank)
     env = dict(base)
-    env.setdefault("GLOG_v", "2")  # WARNING: the cluster-ready line the watchdog looks for is logged at this level
+    env.setdefault("GLOG_v", "2")
+    if compile_cache and "MS_COMPILER_CACHE_ENABLE" not in env:
+        # MindSpore keeps one cache per rank below this path (rank_<id>/): a restart skips the graph compile.
+        env.update({"MS_COMPILER_CACHE_ENABLE": "1", "MS_COMPILER_CACHE_PATH": compile_cache})  # WARNING: the cluster-ready line the watchdog looks for is logged at this level
     env.update({
         "RANK_ID": str(rank),
         "RANK_SIZE": str(topology.world_size),
@@ -202,8 +206,10 @@ class Launcher:
 
     def __init__(self, topology: Topology, worker_command: Sequence[str], log_dir: str, *,
                  cluster_timeout: int = DEFAULT_CLUSTER_TIMEOUT, grace_period: float = DEFAULT_GRACE_PERIOD,
-                 metrics_port: int = 0, threads_per_worker: int = 0, out: IO[str] = None, err: IO[str] = None):
+                 metrics_port: int = 0, threads_per_worker: int = 0, compile_cache: Optional[str] = None,
+                 out: IO[str] = None, err: IO[str] = None):
         self.topology = topology
+        self.compile_cache = compile_cache
         self.worker_command = list(worker_command)
         self.log_dir = os.path.abspath(log_dir)
         self.cluster_timeout = cluster_timeout
@@ -241,9 +247,11 @@ class Launcher:
                                          scheduler_env(base, topo, self.cluster_timeout), "scheduler.log")
         for local_rank in range(topo.local_workers):
             rank = topo.rank(local_rank)
-            env = worker_env(base, topo, local_rank, self.cluster_timeout, self.threads)
+            env = worker_env(base, topo, local_rank, self.cluster_timeout, self.threads, self.compile_cache)
             self.workers.append(self._spawn(f"rank {rank}", rank, self.worker_command, env, f"worker_{rank}.log"))
         self.say(f"{topo.describe()}; {self.threads} CPU thread(s) per worker; logs in {self.log_dir}")
+        if self.compile_cache:
+            self.say(f"graph compile cache: {self.compile_cache}")
 
     # -- supervising ------------------------------------------------------------------------------------------
     def _on_signal(self, signum, _frame) -> None:
@@ -399,7 +407,7 @@ def _describe_code(code: Optional[int]) -> str:
 
 def launch(topology: Topology, worker_command: Sequence[str], log_dir: str, *,
            cluster_timeout: int = DEFAULT_CLUSTER_TIMEOUT, grace_period: float = DEFAULT_GRACE_PERIOD,
-           metrics_port: int = 0, threads_per_worker: int = 0) -> int:
+           metrics_port: int = 0, threads_per_worker: int = 0, compile_cache: Optional[str] = None) -> int:
     """Run one node's share of the job (scheduler on node 0, local workers everywhere) with metrics; exit code."""
     from incv4.trainer import metrics as metrics_lib
 
@@ -416,7 +424,7 @@ def launch(topology: Topology, worker_command: Sequence[str], log_dir: str, *,
             [topology.rank(i) for i in range(topology.local_workers)])
         launcher = Launcher(topology, worker_command, log_dir, cluster_timeout=cluster_timeout,
                             grace_period=grace_period, metrics_port=metrics_port,
-                            threads_per_worker=threads_per_worker)
+                            threads_per_worker=threads_per_worker, compile_cache=compile_cache)
         return launcher.run(launcher_metrics)
     finally:
         if server is not None:
@@ -461,6 +469,29 @@ def plan_worker_args(recipe_path: Optional[str], overrides: Iterable[str], data_
     return args + list(extra_args), recipe
 
 
+def compile_cache_dir(recipe, world_size: int, worker_args: Sequence[str]) -> str:
+    """<ckpt_save_dir>/compile_cache/<key>: the key covers everything that shapes the compiled graph (the trainer's
+    code, MindSpore's version, the final recipe, the world size, the worker flags), so a cache is only ever reused
+    by an identical restart, never by a changed network or recipe (MindSpore itself checks only the entry
+    script's imports outside site-packages)."""
+    import hashlib
+    from importlib import metadata
+
+    digest = hashlib.sha256()
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in sorted(os.listdir(here)):
+        if name.endswith(".py"):
+            with open(os.path.join(here, name), "rb") as fh:
+                digest.update(name.encode() + fh.read())
+    try:
+        digest.update(metadata.version("mindspore").encode())
+    except metadata.PackageNotFoundError:
+        pass
+    digest.update(recipe.to_yaml().encode())
+    digest.update(f"{world_size}\0{chr(0).join(worker_args)}".encode())
+    return os.path.join(os.path.abspath(recipe.ckpt_save_dir), "compile_cache", digest.hexdigest()[:16])
+
+
 def worker_command(args: Sequence[str], worker_script: Optional[str] = None) -> list:
     head = [sys.executable, worker_script] if worker_script else [sys.executable, "-m", WORKER_MODULE]
     return head + list(args)
@@ -470,15 +501,16 @@ def run_local(config: Optional[str], overrides: Iterable[str] = (), data_dir: Op
               workers: int = 8, metrics_port: int = 0, scale_lr: bool = False, *extra_args: str,
               log_dir: Optional[str] = None, cluster_timeout: int = DEFAULT_CLUSTER_TIMEOUT,
               grace_period: float = DEFAULT_GRACE_PERIOD, threads_per_worker: int = 0,
-              worker_script: Optional[str] = None) -> int:
+              worker_script: Optional[str] = None, compile_cache: bool = True) -> int:
     """`incv4 train --workers N`: the launcher on one node (127.0.0.1, a free port). Raises RecipeError (one line)
     for a bad recipe or data dir before anything starts; otherwise returns the launcher's exit code."""
     topology = Topology(nodes=1, node_rank=0, master_addr="127.0.0.1", master_port=free_port(),
                         local_workers=workers)
     args, recipe = plan_worker_args(config, overrides, data_dir, topology.world_size, scale_lr, extra_args)
+    cache = compile_cache_dir(recipe, topology.world_size, args) if compile_cache else None
     return launch(topology, worker_command(args, worker_script), log_dir or os.path.join(recipe.ckpt_save_dir, "logs"),
                   cluster_timeout=cluster_timeout, grace_period=grace_period, metrics_port=metrics_port,
-                  threads_per_worker=threads_per_worker)
+                  threads_per_worker=threads_per_worker, compile_cache=cache)
 
 
 @click.command("launch", context_settings={"ignore_unknown_options": True,
@@ -501,11 +533,13 @@ def run_local(config: Optional[str], overrides: Iterable[str] = (), data_dir: Op
 @click.option("--scale-lr", is_flag=True, help="Scale lr linearly when the global batch differs from the recipe's.")
 @click.option("--threads-per-worker", type=click.IntRange(min=0), default=0,
               help="CPU threads per worker (0 = cores / local workers).")
+@click.option("--compile-cache/--no-compile-cache", default=True, show_default=True,
+              help="Keep MindSpore's compiled graphs under <ckpt_save_dir>/compile_cache, so restarts skip compiling.")
 @click.option("--worker-script", hidden=True, help="Run this Python file instead of the trainer (tests, benchmarks).")
 @click.argument("train_args", nargs=-1, type=click.UNPROCESSED)
 def launch_command(config, data_dir, overrides, nodes, node_rank, master_addr, master_port, local_workers, log_dir,
-                   cluster_timeout, grace_period, metrics_port, scale_lr, threads_per_worker, worker_script,
-                   train_args):
+                   cluster_timeout, grace_period, metrics_port, scale_lr, threads_per_worker, compile_cache,
+                   worker_script, train_args):
     """Start this pod's share of a data-parallel training job (the scheduler on node 0, the local workers
     everywhere) from Volcano's environment, and supervise it. Arguments after `--` go to every worker."""
     from incv4.trainer.recipe import RecipeError
@@ -518,9 +552,11 @@ def launch_command(config, data_dir, overrides, nodes, node_rank, master_addr, m
     except (TopologyError, RecipeError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(exit_codes.USAGE)
+    cache = compile_cache_dir(recipe, topology.world_size, args) if compile_cache else None
     code = launch(topology, worker_command(args, worker_script),
                   log_dir or os.path.join(recipe.ckpt_save_dir, "logs"), cluster_timeout=cluster_timeout,
-                  grace_period=grace_period, metrics_port=metrics_port, threads_per_worker=threads_per_worker)
+                  grace_period=grace_period, metrics_port=metrics_port, threads_per_worker=threads_per_worker,
+                  compile_cache=cache)
     sys.exit(code)
 
 
