@@ -234,6 +234,7 @@ class CheckpointWriter:
             write_manifest(self.directory, kept)
         except (OSError, RuntimeError, ValueError) as err:
             _remove_quietly(tmp)
+            _remove_quietly(tmp[:-len(".ckpt")] + ".tmp")  # MindSpore's own partial file for that name
             self.log(f"error: checkpoint {final} was not written: {_describe(err)}; "
                      f"training goes on, the previous checkpoint stays the newest")
             if self.metrics is not None:
