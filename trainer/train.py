@@ -399,7 +399,8 @@ def _train(recipe, rank: int, rank_size: int, stop: StopRequest, resume: bool, s
                     f"loss {loss_value:.4f} lr {current_lr:.6f} img/s {samples_per_step / per_step:.1f} "
                     f"ETA {_format_eta(per_step * (total_steps - position.global_step))}")
                 interval_start, interval_steps = now, 0
-            if float(stop_any.asnumpy()) > 0:
+            # ranks agree through the all-reduced flag (the next step carries a late signal); alone, stop now
+            if float(stop_any.asnumpy()) > 0 or (rank_size == 1 and stop.requested):
                 if writer is not None:
                     writer.save(train_step, position)
                 say(f"stopped by SIGTERM at step {position.global_step}/{total_steps}")
