@@ -206,7 +206,7 @@ class Launcher:
 
     def __init__(self, topology: Topology, worker_command: Sequence[str], log_dir: str, *,
                  cluster_timeout: int = DEFAULT_CLUSTER_TIMEOUT, grace_period: float = DEFAULT_GRACE_PERIOD,
-                 metrics_port: int = 0, threads_per_worker: int = 0, compile_cache: Optional[str] = None,
+                 threads_per_worker: int = 0, compile_cache: Optional[str] = None,
                  out: IO[str] = None, err: IO[str] = None):
         self.topology = topology
         self.compile_cache = compile_cache
@@ -214,7 +214,6 @@ class Launcher:
         self.log_dir = os.path.abspath(log_dir)
         self.cluster_timeout = cluster_timeout
         self.grace_period = grace_period
-        self.metrics_port = metrics_port
         self.threads = threads_per_worker or default_threads_per_worker(topology.local_workers)
         self.out = out or sys.stdout
         self.err = err or sys.stderr
@@ -423,8 +422,8 @@ def launch(topology: Topology, worker_command: Sequence[str], log_dir: str, *,
         launcher_metrics = metrics_lib.LauncherMetrics(
             [topology.rank(i) for i in range(topology.local_workers)])
         launcher = Launcher(topology, worker_command, log_dir, cluster_timeout=cluster_timeout,
-                            grace_period=grace_period, metrics_port=metrics_port,
-                            threads_per_worker=threads_per_worker, compile_cache=compile_cache)
+                            grace_period=grace_period, threads_per_worker=threads_per_worker,
+                            compile_cache=compile_cache)
         return launcher.run(launcher_metrics)
     finally:
         if server is not None:
