@@ -61,7 +61,7 @@ class Job:
                     "--data-dir", str(data), "--local-workers", str(workers), "--nodes", str(nodes),
                     "--node-rank", str(node_rank), "--master-addr", "127.0.0.1", "--master-port", str(self.port),
                     "--log-dir", str(self.logs), "--metrics-port", "0", "--cluster-timeout", str(cluster_timeout),
-                    "--grace-period", str(grace), "--", "--out", str(self.out), *probe_args]
+                    "--grace-period", str(grace), "--no-compile-cache", "--", "--out", str(self.out), *probe_args]
         self.started = time.monotonic()
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -52,6 +52,8 @@ CLUSTER_READY_MARK = "Cluster is successfully initialized"
 # Final errors MindSpore prints when the cluster cannot form (as opposed to a crash after it formed).
 CLUSTER_FAILED_MARKS = ("Failed to initialize cluster", "Failed to connect to the meta server",
                         "Building networking for")
+# A process's first line from MindSpore's DISTRIBUTED module: it called mindspore.communication.init() and is joining.
+_JOINING = re.compile(r"^\[(WARNING|ERROR|INFO)\] DISTRIBUTED\(")
 # MindSpore's own INFO/WARNING lines (`[WARNING] DISTRIBUTED(123,7f..,python):...`): kept in the log file, not echoed.
 _MINDSPORE_NOISE = re.compile(r"^\[(WARNING|INFO|DEBUG)\] [A-Z_]+\(\d+[,:]")
 _POLL_SECONDS = 0.2
@@ -161,6 +163,7 @@ class _Process:
     popen: subprocess.Popen
     log_path: str
     exit_code: Optional[int] = None
+    joining_since: Optional[float] = None  # monotonic time its first cluster line was seen
     ready: bool = False
     failed_to_form: bool = False
     _offset: int = 0
@@ -183,6 +186,8 @@ class _Process:
         self._partial = lines.pop()
         for line in lines:
             self.tail.append(line)
+            if self.joining_since is None and _JOINING.match(line):
+                self.joining_since = time.monotonic()
             if not self.ready and CLUSTER_READY_MARK in line:
                 self.ready = True
             elif not self.ready and any(mark in line for mark in CLUSTER_FAILED_MARKS):
@@ -269,7 +274,6 @@ class Launcher:
                 signal.signal(sig, handler)
 
     def _supervise(self, metrics) -> int:
-        started = time.monotonic()
         echoed = self.workers[0]
         stop_deadline: Optional[float] = None
         outcome: Optional[int] = None  # the exit code once the launcher decided to stop the job
@@ -301,7 +305,7 @@ class Launcher:
                     outcome = self._forward_stop()
                 elif first_failure is not None:
                     outcome = self._stop_after_failure(first_failure)
-                elif now - started > self.cluster_timeout and self._waiting_for_cluster():
+                elif self._waiting_for_cluster(now):
                     outcome = self._stop_after_timeout()
                 if outcome is not None:
                     stop_deadline = now + self.grace_period
@@ -331,8 +335,13 @@ class Launcher:
             self.say(f"stopped on request; every worker exited cleanly (exit {exit_codes.TERMINATED})")
         return outcome
 
-    def _waiting_for_cluster(self) -> bool:
-        return self.topology.world_size > 1 and any(w.exit_code is None and not w.ready for w in self.workers)
+    def _waiting_for_cluster(self, now: float) -> bool:
+        """A live worker has been joining for longer than --cluster-timeout without the cluster forming. Counted
+        from its init() call, as MindSpore's MS_TOPO_TIMEOUT is: the trainer's own start-up (imports, the data
+        check) must not count against the peers."""
+        return self.topology.world_size > 1 and any(
+            w.exit_code is None and not w.ready and w.joining_since is not None
+            and now - w.joining_since > self.cluster_timeout for w in self.workers)
 
     def _forward_stop(self) -> int:
         name = signal.Signals(self._stop_signal).name
@@ -354,18 +363,22 @@ class Launcher:
         for line in failed.last_lines():
             print(f"[{failed.name}] {line}", file=self.err, flush=True)
         self._terminate_all()
-        if failed.failed_to_form and not failed.ready:
-            self.say("the cluster never formed: peers did not arrive or the scheduler was unreachable")
+        if failed.failed_to_form and not failed.ready:  # MindSpore's own MS_TOPO_TIMEOUT ended it
+            self._say_peer_timeout()
             return exit_codes.PEER_TIMEOUT
         if code in (exit_codes.USAGE, exit_codes.PEER_TIMEOUT, exit_codes.DIVERGED, exit_codes.TERMINATED):
             return code
         return exit_codes.FAILURE
 
-    def _stop_after_timeout(self) -> int:
+    def _say_peer_timeout(self) -> None:
         joined = sum(1 for w in self.workers if w.ready or w.exit_code == 0)
         self.say(f"peer timeout: the cluster of {self.topology.world_size} workers did not form within "
                  f"--cluster-timeout {self.cluster_timeout}s ({joined} of {len(self.workers)} local workers joined; "
-                 f"scheduler {self.topology.master_addr}:{self.topology.master_port}); stopping")
+                 f"scheduler {self.topology.master_addr}:{self.topology.master_port}): peers never arrived or the "
+                 f"scheduler was unreachable")
+
+    def _stop_after_timeout(self) -> int:
+        self._say_peer_timeout()
         self._terminate_all()
         return exit_codes.PEER_TIMEOUT
 
