@@ -36,7 +36,7 @@ def validate_object(obj: dict, schemas_dir) -> None:
     group = obj["apiVersion"].rpartition("/")[0]
     crd = _crd_schemas(str(schemas_dir)).get((group, obj["apiVersion"].rpartition("/")[2], obj["kind"]))
     if crd is None:
-        if "." in group:
+        if "." in group and not group.endswith(".k8s.io"):  # *.k8s.io groups are Kubernetes' own
             raise ObjectInvalid(f"{what}: no CRD schema for {obj['apiVersion']} {obj['kind']} in {schemas_dir}")
         _validate_builtin(obj, what)
         return

@@ -54,15 +54,9 @@ def find(objects, kind, name=None) -> dict:
 
 
 def validate_strictly(obj, schemas_dir) -> None:
-    """tests/k8s_schema.validate_object; built-in kinds of a dotted API group (rbac.authorization.k8s.io) go to
-    kubernetes-validate directly, as validate_object takes every dotted group for a CRD."""
-    import kubernetes_validate
-    from k8s_schema import KUBERNETES_VERSION, validate_object
+    from k8s_schema import validate_object
 
-    if obj["apiVersion"].partition("/")[0].endswith(".k8s.io"):
-        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
-    else:
-        validate_object(obj, schemas_dir)
+    validate_object(obj, schemas_dir)
 
 
 def kinds(objects) -> list:
