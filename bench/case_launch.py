@@ -150,7 +150,7 @@ def _summary(t0: float, step_times: dict, rc: int, watch: Watch, steps: int) -> 
             len(firsts) == WORKERS else None, "first_step_s_by_rank": firsts,
             "steady_step_s": median([i for i in intervals if i is not None]) if intervals else None,
             "steps_by_rank": {r: len(ts) for r, ts in step_times.items()}, "steps_planned": steps,
-            "max_worker_rss_mb": watch.max_worker_rss, "max_total_rss_mb": watch.max_total_rss}
+            "max_worker_rss_mb": watch.max_worker_rss or None, "max_total_rss_mb": watch.max_total_rss or None}
 
 
 def run_incv4(data_dir: Path, steps: int, log=print) -> dict:
