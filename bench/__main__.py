@@ -1,5 +1,5 @@
 """`python -m bench [CASE ...] [--quick]`: set up the reference venv, run the cases, write bench/RESULTS.md and
-bench/results.json. Cases: train_step, pipeline, launch, render, metrics (default: all, in that order).
+bench/results.json. Cases: train_step, pipeline, render, metrics, launch (default: all, in that order).
 
 Each case holds /tmp/incv4-heavy.lock while it runs (the machine is shared; heavy runs must not overlap), so do not
 wrap this command in `flock` yourself."""
