@@ -22,8 +22,9 @@ def test_wheel_install_runs_the_cli_and_ships_recipes(repo_root, tmp_path):
                     str(repo_root)], check=True, capture_output=True)
     wheel, = glob.glob(str(tmp_path / "dist" / "incv4-*.whl"))
     prefix = tmp_path / "prefix"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--prefix", str(prefix), wheel],
-                   check=True, capture_output=True)
+    # --ignore-installed: without it pip first UNINSTALLS the venv's own (editable) incv4, breaking every later test.
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--ignore-installed",
+                    "--prefix", str(prefix), wheel], check=True, capture_output=True)
     site, = glob.glob(str(prefix / "lib" / "python*" / "site-packages"))
     env = dict(os.environ, PYTHONPATH=site)
     # The installed copy, not the source tree, must answer (run away from the repo).
@@ -35,3 +36,6 @@ def test_wheel_install_runs_the_cli_and_ships_recipes(repo_root, tmp_path):
     help_text = subprocess.run([str(prefix / "bin" / "incv4"), "--help"], cwd=tmp_path, env=env,
                                capture_output=True, text=True, check=True).stdout
     assert "Usage: incv4" in help_text
+    still_there = subprocess.run([sys.executable, "-c", "import incv4.trainer.recipe"], cwd=tmp_path,
+                                 capture_output=True, text=True)
+    assert still_there.returncode == 0, "installing the wheel removed the environment's own incv4"
