@@ -94,7 +94,9 @@ def test_sigkill_of_a_worker_then_relaunch_resumes_and_finishes_the_plan(tmp_pat
     out = "\n".join(second_lines)
     assert f"resuming from {ckpt / f'incv4-e0001-s{STEPS_PER_EPOCH:09d}.ckpt'}" in out
     steps = [int(m.group(1)) for m in re.finditer(r"epoch 2/2 step (\d+)/5 ", out)]
-    assert steps == list(range(1, STEPS_PER_EPOCH + 1))  # epoch 2 trained once, from its start
+    # Epoch 2 trained once, from its start; after a start the first step's line is the compile line.
+    assert steps == list(range(2, STEPS_PER_EPOCH + 1))
+    assert len(re.findall(r"first step done in [\d.]+ s \(graph compile included\)", out)) == 1
     assert not re.search(r"epoch 1/2 step", out)
     assert f"training finished: {EPOCHS * STEPS_PER_EPOCH} steps" in out
     final = checkpoint.load_newest(str(ckpt))
