@@ -21,3 +21,14 @@ def shared_schemas() -> pathlib.Path:
     if not path.is_dir():
         pytest.skip(f"CRD schemas not found at {path} (set INCV4_SHARED_SCHEMAS)")
     return path
+
+
+@pytest.fixture
+def pynative():
+    """Run a test in PyNative mode (no graph compile), restoring the previous mode after it."""
+    import mindspore as ms  # imported here so conftest stays light for the tests that never need MindSpore
+
+    previous = ms.get_context("mode")
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    yield
+    ms.set_context(mode=previous)

@@ -18,14 +18,6 @@ TOTAL_PARAMS = 42_742_984  # including BatchNorm moving statistics (MindCV's rel
 TRAINABLE_PARAMS = 42_679_816
 
 
-@pytest.fixture
-def pynative():
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    yield
-    ms.set_context(mode=previous)
-
-
 @pytest.fixture(scope="module")
 def net():
     return inception_v4()

@@ -23,14 +23,6 @@ def _recipe(path=None, **keys):
     return recipes.load(path, **keys)
 
 
-@pytest.fixture
-def pynative():
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    yield
-    ms.set_context(mode=previous)
-
-
 # ------------------------------------------------------------------------------------------------------------
 # schedule against the closed form
 
