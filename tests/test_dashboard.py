@@ -12,7 +12,7 @@ import pytest
 
 from incv4.trainer import alerts, dashboard, metrics
 from test_metrics import start_worker, stop_worker
-from test_metrics_prometheus import PrometheusServer, free_port
+from prometheus_server import PrometheusServer, free_port
 
 
 @pytest.fixture(scope="module")

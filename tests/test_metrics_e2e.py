@@ -22,7 +22,7 @@ import pytest
 
 from incv4.trainer import dashboard
 from test_dashboard import check_dashboard
-from test_metrics_prometheus import PrometheusServer, free_port
+from prometheus_server import PrometheusServer, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("prometheus") is None,
                                                    reason="prometheus not installed (make setup-dev)")]

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from incv4.operator import progress
 from incv4.trainer import metrics
 from test_metrics import start_worker, stop_worker
-from test_metrics_prometheus import PrometheusServer, free_port
+from prometheus_server import PrometheusServer, free_port
 
 STEPS = 6  # each light worker: 6 steps of 4 images, the first one compiling; see WORKER in test_metrics.py
 

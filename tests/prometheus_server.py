@@ -1,6 +1,7 @@
 """Helper (no tests here): a real Prometheus server (Debian's /usr/bin/prometheus) started on a loopback port with a
-generated scrape config, queried through its HTTP API, stopped by the test. Used by tests/test_dashboard.py and
-tests/test_metrics_e2e.py (named test_metrics_* to sit with the metrics tests)."""
+generated scrape config, queried through its HTTP API, stopped by the test. Used by tests/test_dashboard.py,
+tests/test_progress.py and tests/test_metrics_e2e.py. Not named test_*.py, so pytest does not collect it as an
+(empty) test module."""
 from __future__ import annotations
 
 import json
