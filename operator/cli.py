@@ -27,7 +27,7 @@ import time
 import click
 
 from incv4.operator.cluster import FINAL_PHASES, ClusterError  # cheap: the kubernetes client loads on first use
-from incv4.operator.spec import SpecError
+from incv4.operator.spec import DEFAULT_TERMINATION_GRACE_PERIOD, LAUNCH_GRACE_PERIOD, SpecError
 from incv4.trainer.recipe import RecipeError
 
 # Exit codes, as kubectl and click use them: 0 success, 1 failure, 2 usage (bad flags, bad recipe, bad spec).
@@ -102,6 +102,10 @@ def spec_options(fn):
                      help="Non-root UID (HwHiAiUser in Ascend images)."),
         click.option("--run-as-group", type=int, default=1000, show_default=True,
                      help="GID; must be allowed to use /dev/davinci* on the nodes."),
+        click.option("--termination-grace-period", type=int, default=DEFAULT_TERMINATION_GRACE_PERIOD,
+                     show_default=True, metavar="SECONDS",
+                     help="Pod terminationGracePeriodSeconds: SIGTERM to SIGKILL; must exceed the "
+                          f"{LAUNCH_GRACE_PERIOD} s incv4 launch gives workers to save a checkpoint."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -128,7 +132,8 @@ def _build(params: dict, namespace):
         tolerations=tuple(spec_mod.parse_toleration(t) for t in params["toleration"]),
         cpu=params["cpu"], memory=params["memory"], shm_size=params["shm_size"],
         metrics_port=params["metrics_port"], env=spec_mod.parse_pairs("env", params["env"]),
-        run_as_user=params["run_as_user"], run_as_group=params["run_as_group"])
+        run_as_user=params["run_as_user"], run_as_group=params["run_as_group"],
+        termination_grace_period=params["termination_grace_period"])
     return job_spec, recipe_text
 
 

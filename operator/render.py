@@ -13,6 +13,8 @@ What the rendered Job does, and why:
   incv4.trainer.exit_codes) abort the job instead of restarting it; any other pod failure or eviction restarts the
   whole job (auto-resume continues from the last checkpoint), up to maxRetry; the task completing completes the job.
 - One pod per node (anti-affinity on volcano.sh/job-name): each pod owns all of its node's NPUs it asks for.
+- terminationGracePeriodSeconds (60 by default) outlasts the 30 s `incv4 launch` gives its workers after SIGTERM to
+  save a checkpoint; Kubernetes' default of 30 s would SIGKILL the pod just as that grace ends.
 - Least privilege: not privileged, no privilege escalation, all capabilities dropped, read-only root filesystem,
   non-root user, RuntimeDefault seccomp, no service-account token. The Ascend device plugin allocates the chips and
   the container runtime (Ascend Docker Runtime) mounts /dev/davinci*, /dev/davinci_manager, /dev/devmm_svm and
@@ -186,6 +188,8 @@ def _pod_spec(spec: JobSpec) -> dict:
     volumes, mounts = _volumes_and_mounts(spec)
     pod: dict = {
         "restartPolicy": "Never",  # Volcano's policies decide restarts, for the whole gang at once
+        # Longer than the launcher's grace for workers to save a checkpoint after SIGTERM (spec.LAUNCH_GRACE_PERIOD).
+        "terminationGracePeriodSeconds": spec.termination_grace_period,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": {

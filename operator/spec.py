@@ -37,6 +37,16 @@ _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 NPU_CHOICES = (1, 2, 4, 8)
 
+# On SIGTERM (pod deletion, eviction, `incv4 suspend`) `incv4 launch` forwards the signal to its workers and gives
+# them this long to save a checkpoint before it SIGKILLs them: incv4.trainer.launch.DEFAULT_GRACE_PERIOD, copied
+# here so the spec stays light (tests/test_render.py checks the two agree). The pod's terminationGracePeriodSeconds
+# must outlast it: with Kubernetes' default of 30 s the kubelet would SIGKILL the whole pod the moment the launcher's
+# grace ends, and the checkpoint being written could be lost.
+LAUNCH_GRACE_PERIOD = 30
+MIN_TERMINATION_GRACE_PERIOD = LAUNCH_GRACE_PERIOD + 1
+# The launcher's grace plus a margin for the launcher to reap its workers, flush its logs and exit.
+DEFAULT_TERMINATION_GRACE_PERIOD = 60
+
 
 @dataclass(frozen=True)
 class Chip:
@@ -91,6 +101,8 @@ class JobSpec:
     # owns /dev/davinci* on the nodes (see README, "Security").
     run_as_user: int = 1000
     run_as_group: int = 1000
+    # The pods' terminationGracePeriodSeconds: how long the kubelet waits after SIGTERM before it SIGKILLs them.
+    termination_grace_period: int = DEFAULT_TERMINATION_GRACE_PERIOD
 
     def __post_init__(self):
         check(self)
@@ -146,6 +158,10 @@ def check(spec: JobSpec) -> None:
     _check_int("metrics_port", spec.metrics_port, low=1, high=65535)
     _check_int("run_as_user", spec.run_as_user, low=1)  # 0 would be root; the pod sets runAsNonRoot
     _check_int("run_as_group", spec.run_as_group, low=0)
+    if not _is_int(spec.termination_grace_period) or spec.termination_grace_period < MIN_TERMINATION_GRACE_PERIOD:
+        raise SpecError(f"termination_grace_period {spec.termination_grace_period!r}: must be an integer >= "
+                        f"{MIN_TERMINATION_GRACE_PERIOD} (seconds; more than the {LAUNCH_GRACE_PERIOD} s incv4 launch "
+                        f"gives its workers to save a checkpoint after SIGTERM)")
     for label, value in (("cpu", spec.cpu), ("memory", spec.memory), ("shm_size", spec.shm_size)):
         if value is not None and (not isinstance(value, str) or not _QUANTITY.match(value)
                                   or not re.search(r"[1-9]", value)):

@@ -73,7 +73,8 @@ STORAGE = [
 SCHEDULING = [
     {},
     {"queue": {"name": "ascend", "create": True, "capability": {"huawei.com/Ascend910": 32, "cpu": "384"}},
-     "priorityClassName": "high-priority", "ttlSecondsAfterFinished": 3600, "maxRetry": 0},
+     "priorityClassName": "high-priority", "ttlSecondsAfterFinished": 3600, "maxRetry": 0,
+     "terminationGracePeriodSeconds": 120},
     {"tolerations": [{"key": "huawei.com/Ascend910", "operator": "Exists", "effect": "NoSchedule"},
                      {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
                       "tolerationSeconds": 300}],
@@ -153,6 +154,9 @@ def test_a_typo_in_a_rendered_object_would_be_caught(chart, shared_schemas):
     ({"recipe": {"overrides": ["epoch_size"]}}, "/recipe/overrides/0", "does not match pattern"),
     ({"rbac": {"create": True}}, "/rbac/subjects", "minItems: got 0, want 1"),
     ({"runAsUser": 0}, "/runAsUser", "minimum"),
+    ({"terminationGracePeriodSeconds": -5}, "/terminationGracePeriodSeconds", "minimum: got -5, want 31"),
+    ({"terminationGracePeriodSeconds": 30}, "/terminationGracePeriodSeconds", "minimum: got 30, want 31"),
+    ({"terminationGracePeriodSeconds": "60"}, "/terminationGracePeriodSeconds", "got string, want integer"),
 ])
 def test_bad_values_are_rejected_by_the_schema_naming_the_value(chart, values, where, problem):
     with pytest.raises(helm.HelmValuesError) as validated:
@@ -173,6 +177,7 @@ def test_schema_uses_the_job_specs_own_rules():
     assert {"pattern": jobspec._DNS_1035.pattern} in schema["name"]["anyOf"]
     assert schema["npusPerNode"]["enum"] == list(jobspec.NPU_CHOICES)
     assert schema["chip"]["enum"] == list(jobspec.CHIPS)
+    assert schema["terminationGracePeriodSeconds"]["minimum"] == jobspec.MIN_TERMINATION_GRACE_PERIOD
 
 
 @pytest.mark.parametrize("image", [

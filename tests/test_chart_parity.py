@@ -48,7 +48,8 @@ def job_spec_for(chart, values: dict, release: str = RELEASE, namespace: str = N
         ttl_seconds=v.get("ttlSecondsAfterFinished"), node_selector=dict(v["nodeSelector"]),
         tolerations=tuple(v["tolerations"]), cpu=str(requests["cpu"]) if requests["cpu"] else None,
         memory=str(requests["memory"]) if requests["memory"] else None, shm_size=v["shmSize"],
-        metrics_port=v["metricsPort"], env=dict(v["env"]), run_as_user=v["runAsUser"], run_as_group=v["runAsGroup"])
+        metrics_port=v["metricsPort"], env=dict(v["env"]), run_as_user=v["runAsUser"], run_as_group=v["runAsGroup"],
+        termination_grace_period=v["terminationGracePeriodSeconds"])
     return spec, recipe_text
 
 
@@ -58,6 +59,7 @@ EXTRA = [
     {"recipe": {"inline": "model: inception_v4\nbatch_size: 16\n", "overrides": ["epoch_size=2", "lr=0.01"]},
      "metricsPort": 9500, "shmSize": "32Gi", "runAsUser": 1001, "runAsGroup": 1234, "image": "incv4"},
     {"nodeSelector": {"accelerator-type": "module-910b-16"}, "chip": "910B"},  # the user's label wins, as in render
+    {"terminationGracePeriodSeconds": 31},  # the smallest both sides accept
 ]
 
 
@@ -75,6 +77,9 @@ def test_parity_catches_a_difference(chart):
     """The comparison is sensitive: the same settings with one NPU more on the chart side differ."""
     spec, recipe_text = job_spec_for(chart, {"npusPerNode": 4})
     job = find(render_chart(chart, {"npusPerNode": 8}), "Job")
+    assert job != render.render_job(spec, recipe_text)
+    spec, recipe_text = job_spec_for(chart, {"terminationGracePeriodSeconds": 90})
+    job = find(render_chart(chart, {"terminationGracePeriodSeconds": 120}), "Job")
     assert job != render.render_job(spec, recipe_text)
 
 
@@ -99,11 +104,12 @@ def test_chart_matches_the_cli_output(chart, tmp_path):
     result = CliRunner().invoke(main, [
         "render", "-o", "json", "--name", "imagenet", "-n", NAMESPACE, "--image", "registry.example.com/incv4:0.1.0",
         "--nodes", "4", "--npus", "8", "--chip", "910B", "-c", str(recipe), "--dataset-pvc", "imagenet",
-        "--ckpt-pvc", "ckpt", "--queue", "ascend", "--set", "epoch_size=90"])
+        "--ckpt-pvc", "ckpt", "--queue", "ascend", "--set", "epoch_size=90", "--termination-grace-period", "300"])
     assert result.exit_code == 0, result.output
     sent = json.loads(result.output)
     sent = sent["items"] if isinstance(sent, dict) and "items" in sent else sent
     cli_job = next(o for o in (sent if isinstance(sent, list) else [sent]) if o["kind"] == "Job")
     values = {"name": "imagenet", "nodes": 4, "npusPerNode": 8, "chip": "910B", "checkpoint": {"pvc": "ckpt"},
-              "queue": {"name": "ascend"}, "recipe": {"overrides": ["epoch_size=90"]}}
+              "queue": {"name": "ascend"}, "recipe": {"overrides": ["epoch_size=90"]},
+              "terminationGracePeriodSeconds": 300}
     assert find(render_chart(chart, values), "Job") == cli_job

@@ -68,6 +68,8 @@ def test_render_with_a_recipe_file_and_a_cpu_chip(tmp_path):
     (["--set", "lrr=0.1"], "recipe key 'lrr'"),
     (["--set", "batch_size=-1"], "recipe key 'batch_size'"),
     (["-c", "/nonexistent/recipe.yaml"], "recipe file"),
+    (["--termination-grace-period", "-5"], "termination_grace_period -5: must be an integer >= 31"),
+    (["--termination-grace-period", "30"], "termination_grace_period 30"),
 ])
 def test_bad_specs_exit_2_with_one_line_naming_the_problem(args, first_words):
     result = run("render", *BASE, *args)
@@ -77,6 +79,17 @@ def test_bad_specs_exit_2_with_one_line_naming_the_problem(args, first_words):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"error: {first_words}"), lines[0]
     assert "Traceback" not in result.output
+
+
+def test_termination_grace_period_reaches_the_pod():
+    def grace(*args):
+        result = run("render", *BASE, "-o", "json", *args)
+        assert result.exit_code == 0, result.output
+        job = json.loads(result.stdout)["items"][1]
+        return job["spec"]["tasks"][0]["template"]["spec"]["terminationGracePeriodSeconds"]
+
+    assert grace() == 60
+    assert grace("--termination-grace-period", "300") == 300
 
 
 def test_missing_image_and_name_are_named():

@@ -53,7 +53,7 @@ MATRIX = [
                            {"key": "dedicated", "operator": "Equal", "value": "ai", "effect": "NoExecute",
                             "tolerationSeconds": 60}),
               node_selector={"host-arch": "huawei-arm"}, cpu="96", memory="512Gi", env={"GLOG_v": "2"},
-              recipe_overrides=("epoch_size=1",))))
+              recipe_overrides=("epoch_size=1",), termination_grace_period=120)))
 ] + [dict(chip="cpu", npus=2, nodes=2, dataset_pvc=None, dataset_host_path="/data", ckpt_pvc=None)]
 
 
@@ -137,6 +137,25 @@ def test_volcano_job_shape():
     assert pod["nodeSelector"] == {"accelerator-type": "module"}
     for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component"):
         assert key in job["metadata"]["labels"] and key in task["template"]["metadata"]["labels"]
+
+
+def test_pods_outlive_the_launchers_checkpoint_grace():
+    """On SIGTERM `incv4 launch` gives its workers DEFAULT_GRACE_PERIOD to save a checkpoint, then SIGKILLs them;
+    the kubelet must not SIGKILL the pod first (Kubernetes' default terminationGracePeriodSeconds is 30 s too)."""
+    from incv4.operator import spec as spec_mod
+    from incv4.trainer import launch
+
+    assert spec_mod.LAUNCH_GRACE_PERIOD == launch.DEFAULT_GRACE_PERIOD, \
+        "operator/spec.py LAUNCH_GRACE_PERIOD must follow incv4.trainer.launch.DEFAULT_GRACE_PERIOD"
+    assert spec_mod.MIN_TERMINATION_GRACE_PERIOD > launch.DEFAULT_GRACE_PERIOD
+    pod = task_of(render.render_job(spec()))["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == spec_mod.DEFAULT_TERMINATION_GRACE_PERIOD
+    assert pod["terminationGracePeriodSeconds"] >= launch.DEFAULT_GRACE_PERIOD + 15  # a margin to exit cleanly
+    for changes in MATRIX:
+        pod = task_of(render.render_job(spec(**changes)))["template"]["spec"]
+        assert pod["terminationGracePeriodSeconds"] > launch.DEFAULT_GRACE_PERIOD
+    assert task_of(render.render_job(spec(termination_grace_period=600)))["template"]["spec"][
+        "terminationGracePeriodSeconds"] == 600
 
 
 def test_chip_labels_and_selectors():

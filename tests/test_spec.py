@@ -50,6 +50,10 @@ def test_defaults_are_one_node_with_eight_npus_on_910():
     (dict(memory="0"), "memory"),
     (dict(shm_size="16GB"), "shm_size"),
     (dict(run_as_user=0), "run_as_user"),
+    (dict(termination_grace_period=-1), "termination_grace_period"),
+    (dict(termination_grace_period=30), "termination_grace_period"),  # not more than the launcher's 30 s grace
+    (dict(termination_grace_period="60"), "termination_grace_period"),
+    (dict(termination_grace_period=True), "termination_grace_period"),
     (dict(node_selector={"accelerator type": "x"}), "node_selector"),
     (dict(node_selector={"k": "bad value"}), "node_selector"),
     (dict(tolerations=({"key": "a", "operator": "Maybe"},)), "toleration 1"),
