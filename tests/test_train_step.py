@@ -24,14 +24,15 @@ class Tiny(nn.Cell):
         return self.fc(self.flatten(self.pool(self.bn(self.conv(x)))))
 
 
-@pytest.fixture(scope="module")
-def step_and_net():
+@pytest.fixture(scope="module", params=[True, False], ids=["gradients-checked", "loss-checked"])
+def step_and_net(request):
+    """Both finiteness checks: every gradient (float16 runs) or the loss (float32 runs)."""
     ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
     ms.set_seed(1)
     net = Tiny()
     optimizer = nn.Momentum(net.trainable_params(), learning_rate=0.1, momentum=0.9)
     step = build_train_step(net, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"), optimizer,
-                            loss_scale=1.0, rank_size=1)
+                            loss_scale=1.0, rank_size=1, check_gradients=request.param)
     return step, net
 
 

@@ -1,5 +1,6 @@
-"""A small BatchNorm-free probe worker for the launcher's tests: a 2-layer MLP trained with plain SGD, data
-parallel through MindSpore's real collectives on the CPU when the launcher set up a cluster (MS_ROLE present).
+"""A small BatchNorm-free probe worker for the launcher's tests: a 2-layer MLP trained with plain SGD by incv4's own
+train step (`build_train_step`), data parallel through MindSpore's real collectives on the CPU when the launcher set
+up a cluster (MS_ROLE present).
 
 Every rank builds the same initial weights (fixed NumPy seed) and the same global batch of `--global-batch`
 samples, and trains on its own contiguous slice of it; so one step with W workers x batch B must give the weights
@@ -37,6 +38,8 @@ def main(argv=None) -> int:
     parser.add_argument("--step-sleep", type=float, default=0.0)
     parser.add_argument("--exit-at-step", type=int, default=-1)
     parser.add_argument("--exit-code", type=int, default=1)
+    # Small buckets so the probe's 4 gradients travel in 2 fused all-reduces (w1+b1, w2+b2), as InceptionV4's do.
+    parser.add_argument("--bucket-bytes", type=int, default=2200)
     parser.add_argument("--exit-rank", type=int, default=0)
     # The launcher also passes the trainer's flags (--config, --data-dir, --set ...): not the probe's business.
     args, _trainer_flags = parser.parse_known_args(argv)
@@ -46,6 +49,7 @@ def main(argv=None) -> int:
     from mindspore import Tensor, nn, ops
 
     from incv4.trainer.launch import apply_worker_settings
+    from incv4.trainer.train import build_train_step
 
     apply_worker_settings()
     ms.set_device("CPU")
@@ -71,7 +75,13 @@ def main(argv=None) -> int:
         nn.Dense(HIDDEN, CLASSES, weight_init=Tensor(init_rng.randn(CLASSES, HIDDEN).astype(np.float32) * 0.3),
                  bias_init="zeros"))
     loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
-    step = nn.TrainOneStepCell(nn.WithLossCell(net, loss), nn.SGD(net.trainable_params(), learning_rate=args.lr))
+    # incv4's own train step (gradient mean across ranks, update when finite), so the probe checks what training runs.
+    train_step = build_train_step(net, loss, nn.SGD(net.trainable_params(), learning_rate=args.lr), loss_scale=1.0,
+                                  rank_size=world, check_gradients=False, grad_bucket_bytes=args.bucket_bytes)
+    no_gain, update, no_stop = Tensor(np.float32(1.0)), Tensor(True), Tensor(np.float32(0.0))
+
+    def step(images, labels):
+        return train_step(images, labels, no_gain, update, no_stop)[0]
     all_reduce = ops.AllReduce() if distributed else None
 
     data_rng = np.random.RandomState(99)
