@@ -41,7 +41,7 @@ def _build_step(size: int, batch: int):
     ms.set_seed(0)
     net = model.inception_v4(num_classes=r.num_classes, drop_rate=r.drop_rate or 0.0, bn_momentum=r.bn_momentum)
     loss = optim.create_loss(r)
-    lr = optim.create_lr_schedule(r, 10)
+    lr = optim.create_lr_schedule(r, 1000)  # 3 epochs x 1000 steps: longer than any run of this bench
     opt = optim.create_optimizer(net, r, lr)
     step = train.build_train_step(net, loss, opt, r.loss_scale, 1, optim.optimizer_loss_scale(r))
     rng = np.random.default_rng(0)
