@@ -184,9 +184,12 @@ def test_the_finished_run_has_exactly_the_planned_steps_and_keeps_keep_checkpoin
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "KNOWN OPEN BUG (issue 2): InceptionV4 at 75px on one worker of batch 4 does not learn in 30 steps; the loss "
-    "stays near ln(10). Suspect: the last Inception blocks see 1x1 feature maps at 75px, so BatchNorm normalises "
-    "over 4 values per channel. strict=True: this marker must go once training learns."))
+    "KNOWN OPEN (issue 2): full InceptionV4 from scratch does not start learning within a CPU test's budget. "
+    "Measured (one process, lr 0.0003-0.01): batch 4 at 75px flat or rising for 160 steps; batch 16 at 75px flat "
+    "for 110 steps; batch 16 at 107px (2x2 final maps) reaches ~30% top-1 after 40-60 steps but its loss is too "
+    "noisy to fall reliably in 30. The same pipeline trains a 2-conv net or InceptionV4 cut after 4 Inception-A "
+    "blocks to 80-97% in 30-40 steps: depth + BatchNorm at init, not the pipeline. strict=True: drop the marker "
+    "once training learns."))
 def test_the_loss_falls(story):
     early = [loss for _, _, loss in _losses(story["a"].lines) if loss == loss][:3]
     late = [loss for epoch, _, loss in _losses(story["c"].lines) if epoch == EPOCHS]
