@@ -197,6 +197,18 @@ def test_peers_that_never_come_end_in_a_peer_timeout(tmp_path, reap, node_rank):
 
 # -- no processes: environment, recipe and flags -----------------------------------------------------------------
 
+def test_worker_settings_apply_once_even_when_a_wrapper_applied_them_first():
+    """A wrapper (test worker, bench) may call apply_worker_settings() before train.py does; MindSpore refuses a
+    second threads_num(), so the second call must be a no-op, not a crash in every worker."""
+    code = ("from incv4.trainer.launch import apply_worker_settings\n"
+            "apply_worker_settings(); apply_worker_settings()\n"
+            "import mindspore as ms; print(ms.device_context.cpu.op_tuning.threads_num.__name__, 'ok')")
+    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, **{THREADS_ENV: "1"}),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().endswith("ok")
+
+
 def test_worker_and_scheduler_environment_match_msrun():
     topo = Topology(nodes=2, node_rank=1, master_addr="10.0.0.10", master_port=8118, local_workers=4)
     env = worker_env({"MS_NODE_ID": "stale", "PATH": "/bin"}, topo, 3, cluster_timeout=600, threads=1)

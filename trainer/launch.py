@@ -70,13 +70,19 @@ def is_noise(line: str) -> bool:
     return bool(_MINDSPORE_NOISE.match(line))
 
 
+_worker_settings_applied = False
+
+
 def apply_worker_settings() -> None:
     """Called by each worker right after importing MindSpore and before building anything: applies the thread
     counts the launcher chose (INCV4_CPU_THREADS) so N workers sharing a host do not oversubscribe its cores
-    (MindSpore's CPU kernels default to 25 threads per process)."""
+    (MindSpore's CPU kernels default to 25 threads per process). Once per process: MindSpore refuses a second
+    threads_num(), and a wrapper script (a test worker, the bench) may have called this before train.py does."""
+    global _worker_settings_applied
     threads = os.environ.get(THREADS_ENV)
-    if not threads:
+    if not threads or _worker_settings_applied:
         return
+    _worker_settings_applied = True
     import mindspore as ms
 
     count = int(threads)
