@@ -3,60 +3,21 @@
 # parameter names and shapes as trainer/model.py; identical outputs in PyNative and graph mode (max diff 0.0);
 # gradients within ~3e-6 relative. One noisy A/B at 75px batch 8: 3305 -> 2191 ms/step. Needs an alternating
 # timing (bench/levers.py) before it replaces trainer/model.py.
-"""InceptionV4 in MindSpore, parameter-for-parameter compatible with MindCV's `inception_v4`.
-
-Szegedy, Ioffe, Vanhoucke, Alemi: "Inception-v4, Inception-ResNet and the Impact of Residual Connections on
-Learning", AAAI 2017, https://arxiv.org/abs/1602.07261.
-
-The cell tree mirrors mindcv/models/inceptionv4.py (mindcv 0.3.0) so every parameter has MindCV's name and shape
-and MindCV's released checkpoint (inception_v4-db9c45b3.ckpt) loads by name with nothing missing or unexpected:
-`features.<i>` is the stem (0), 4 x InceptionA (1-4), ReductionA (5), 7 x InceptionB (6-12), ReductionB (13) and
-3 x InceptionC (14-16); then global average pooling, dropout and `classifier` (a Dense layer).
-42,742,984 parameters including BatchNorm moving statistics, 42,679,816 trainable (at 1000 classes).
-
-Differences from MindCV that change no parameter and no result:
-- conv weights are created with Xavier-uniform directly (MindCV creates them, then overwrites them with it);
-- `bn_momentum` is a constructor argument (MindCV hard-codes 0.9997, which stays the default).
-"""
+"""trainer/model.py's InceptionV4 with only the Inception A/B/C blocks' forward passes changed: each block's sibling
+1x1 convs (the ones reading the block input) run as one conv. Every cell, parameter name and shape comes from
+trainer/model.py's classes, so checkpoints are interchangeable."""
 from __future__ import annotations
 
-from typing import Tuple, Union
+from typing import Tuple
 
 from mindspore import Tensor, nn, ops
-from mindspore.common.initializer import XavierUniform
 
-__all__ = ["InceptionV4", "inception_v4", "CLASSIFIER_PARAMS", "NUM_FEATURES", "MIN_IMAGE_SIZE"]
-
-# The classifier's parameters: re-initialise these (and load the rest) when num_classes differs from a checkpoint's.
-CLASSIFIER_PARAMS = ("classifier.weight", "classifier.bias")
-# Width of the pooled features that feed the classifier.
-NUM_FEATURES = 1536
-# Smallest input side for which every valid-padded stride-2 stage still has a spatial extent >= 1.
-MIN_IMAGE_SIZE = 75
-
-BN_EPS = 0.001  # MindCV's (and TF-slim's) BatchNorm epsilon for InceptionV4
-BN_MOMENTUM = 0.9997  # MindCV's moving-average momentum
+from incv4.trainer import model
 
 
-class BasicConv2d(nn.Cell):
-    """Conv (no bias) -> BatchNorm -> ReLU, MindCV's building block. Parameter names: conv.weight, bn.{gamma,
-    beta,moving_mean,moving_variance}."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Union[int, Tuple[int, int]] = 1,
-                 stride: int = 1, padding: int = 0, pad_mode: str = "same",
-                 bn_momentum: float = BN_MOMENTUM) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, pad_mode=pad_mode, padding=padding,
-                              weight_init=XavierUniform())
-        self.bn = nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=bn_momentum)
-        self.relu = nn.ReLU()
-
-    def construct(self, x: Tensor) -> Tensor:
-        return self.relu(self.bn(self.conv(x)))
-
-    def bn_relu(self, y: Tensor) -> Tensor:
-        """The block after its conv (for a conv computed jointly with sibling branches)."""
-        return self.relu(self.bn(y))
+def _bn_relu(block: model.BasicConv2d, y: Tensor) -> Tensor:
+    """A BasicConv2d after its conv (for a conv computed jointly with sibling branches)."""
+    return block.relu(block.bn(y))
 
 
 class SiblingPointwise(nn.Cell):
@@ -75,239 +36,70 @@ class SiblingPointwise(nn.Cell):
         return ops.split(y, self.sizes, 1)
 
 
-def _avg_pool_3x3() -> nn.Cell:
-    # 3x3 stride-1 average pooling that keeps the spatial size (the pooling branch of the Inception blocks)
-    return nn.AvgPool2d(kernel_size=3, stride=1, pad_mode="same")
-
-
-def _max_pool_3x3_s2() -> nn.Cell:
-    return nn.MaxPool2d(kernel_size=3, stride=2)
-
-
-class Stem(nn.Cell):
-    """299x299x3 -> 35x35x384 (paper fig. 3). Concatenations are along channels (NCHW axis 1)."""
-
-    def __init__(self, in_channels: int, bn_momentum: float = BN_MOMENTUM) -> None:
-        super().__init__()
-        m = bn_momentum
-        self.conv2d_1a_3x3 = BasicConv2d(in_channels, 32, 3, stride=2, pad_mode="valid", bn_momentum=m)
-        self.conv2d_2a_3x3 = BasicConv2d(32, 32, 3, pad_mode="valid", bn_momentum=m)
-        self.conv2d_2b_3x3 = BasicConv2d(32, 64, 3, pad_mode="pad", padding=1, bn_momentum=m)
-
-        self.mixed_3a_branch_0 = _max_pool_3x3_s2()
-        self.mixed_3a_branch_1 = BasicConv2d(64, 96, 3, stride=2, pad_mode="valid", bn_momentum=m)
-
-        self.mixed_4a_branch_0 = nn.SequentialCell([
-            BasicConv2d(160, 64, 1, bn_momentum=m),
-            BasicConv2d(64, 96, 3, pad_mode="valid", bn_momentum=m),
-        ])
-        self.mixed_4a_branch_1 = nn.SequentialCell([
-            BasicConv2d(160, 64, 1, bn_momentum=m),
-            BasicConv2d(64, 64, (1, 7), bn_momentum=m),
-            BasicConv2d(64, 64, (7, 1), bn_momentum=m),
-            BasicConv2d(64, 96, 3, pad_mode="valid", bn_momentum=m),
-        ])
-
-        self.mixed_5a_branch_0 = BasicConv2d(192, 192, 3, stride=2, pad_mode="valid", bn_momentum=m)
-        self.mixed_5a_branch_1 = _max_pool_3x3_s2()
-
-    def construct(self, x: Tensor) -> Tensor:
-        x = self.conv2d_1a_3x3(x)  # 149 x 149 x 32
-        x = self.conv2d_2a_3x3(x)  # 147 x 147 x 32
-        x = self.conv2d_2b_3x3(x)  # 147 x 147 x 64
-        x = ops.concat((self.mixed_3a_branch_0(x), self.mixed_3a_branch_1(x)), 1)  # 73 x 73 x 160
-        x = ops.concat((self.mixed_4a_branch_0(x), self.mixed_4a_branch_1(x)), 1)  # 71 x 71 x 192
-        return ops.concat((self.mixed_5a_branch_0(x), self.mixed_5a_branch_1(x)), 1)  # 35 x 35 x 384
-
-
-class InceptionA(nn.Cell):
-    """35x35x384 -> 35x35x384 (paper fig. 4)."""
-
-    def __init__(self, bn_momentum: float = BN_MOMENTUM) -> None:
-        super().__init__()
-        m = bn_momentum
-        self.branch_0 = BasicConv2d(384, 96, 1, bn_momentum=m)
-        self.branch_1 = nn.SequentialCell([
-            BasicConv2d(384, 64, 1, bn_momentum=m),
-            BasicConv2d(64, 96, 3, pad_mode="pad", padding=1, bn_momentum=m),
-        ])
-        self.branch_2 = nn.SequentialCell([
-            BasicConv2d(384, 64, 1, bn_momentum=m),
-            BasicConv2d(64, 96, 3, pad_mode="pad", padding=1, bn_momentum=m),
-            BasicConv2d(96, 96, 3, pad_mode="pad", padding=1, bn_momentum=m),
-        ])
-        self.branch_3 = nn.SequentialCell([
-            _avg_pool_3x3(),
-            BasicConv2d(384, 96, 1, bn_momentum=m),
-        ])
+class InceptionA(model.InceptionA):
+    def __init__(self, bn_momentum: float = model.BN_MOMENTUM) -> None:
+        super().__init__(bn_momentum)
         self.pointwise = SiblingPointwise((96, 64, 64))
 
     def construct(self, x: Tensor) -> Tensor:
         b1, b2 = self.branch_1, self.branch_2
         y0, y1, y2 = self.pointwise(x, (self.branch_0.conv.weight, b1[0].conv.weight, b2[0].conv.weight))
-        x0 = self.branch_0.bn_relu(y0)
-        x1 = b1[1](b1[0].bn_relu(y1))
-        x2 = b2[2](b2[1](b2[0].bn_relu(y2)))
+        x0 = _bn_relu(self.branch_0, y0)
+        x1 = b1[1](_bn_relu(b1[0], y1))
+        x2 = b2[2](b2[1](_bn_relu(b2[0], y2)))
         return ops.concat((x0, x1, x2, self.branch_3(x)), 1)
 
 
-class ReductionA(nn.Cell):
-    """35x35x384 -> 17x17x1024 (paper fig. 7, k=192 l=224 m=256 n=384)."""
-
-    def __init__(self, bn_momentum: float = BN_MOMENTUM) -> None:
-        super().__init__()
-        m = bn_momentum
-        self.branch_0 = BasicConv2d(384, 384, 3, stride=2, pad_mode="valid", bn_momentum=m)
-        self.branch_1 = nn.SequentialCell([
-            BasicConv2d(384, 192, 1, bn_momentum=m),
-            BasicConv2d(192, 224, 3, pad_mode="pad", padding=1, bn_momentum=m),
-            BasicConv2d(224, 256, 3, stride=2, pad_mode="valid", bn_momentum=m),
-        ])
-        self.branch_2 = _max_pool_3x3_s2()
-
-    def construct(self, x: Tensor) -> Tensor:
-        return ops.concat((self.branch_0(x), self.branch_1(x), self.branch_2(x)), 1)
-
-
-class InceptionB(nn.Cell):
-    """17x17x1024 -> 17x17x1024 (paper fig. 5)."""
-
-    def __init__(self, bn_momentum: float = BN_MOMENTUM) -> None:
-        super().__init__()
-        m = bn_momentum
-        self.branch_0 = BasicConv2d(1024, 384, 1, bn_momentum=m)
-        self.branch_1 = nn.SequentialCell([
-            BasicConv2d(1024, 192, 1, bn_momentum=m),
-            BasicConv2d(192, 224, (1, 7), bn_momentum=m),
-            BasicConv2d(224, 256, (7, 1), bn_momentum=m),
-        ])
-        self.branch_2 = nn.SequentialCell([
-            BasicConv2d(1024, 192, 1, bn_momentum=m),
-            BasicConv2d(192, 192, (7, 1), bn_momentum=m),
-            BasicConv2d(192, 224, (1, 7), bn_momentum=m),
-            BasicConv2d(224, 224, (7, 1), bn_momentum=m),
-            BasicConv2d(224, 256, (1, 7), bn_momentum=m),
-        ])
-        self.branch_3 = nn.SequentialCell([
-            _avg_pool_3x3(),
-            BasicConv2d(1024, 128, 1, bn_momentum=m),
-        ])
+class InceptionB(model.InceptionB):
+    def __init__(self, bn_momentum: float = model.BN_MOMENTUM) -> None:
+        super().__init__(bn_momentum)
         self.pointwise = SiblingPointwise((384, 192, 192))
 
     def construct(self, x: Tensor) -> Tensor:
         b1, b2 = self.branch_1, self.branch_2
         y0, y1, y2 = self.pointwise(x, (self.branch_0.conv.weight, b1[0].conv.weight, b2[0].conv.weight))
-        x0 = self.branch_0.bn_relu(y0)
-        x1 = b1[2](b1[1](b1[0].bn_relu(y1)))
-        x2 = b2[4](b2[3](b2[2](b2[1](b2[0].bn_relu(y2)))))
+        x0 = _bn_relu(self.branch_0, y0)
+        x1 = b1[2](b1[1](_bn_relu(b1[0], y1)))
+        x2 = b2[4](b2[3](b2[2](b2[1](_bn_relu(b2[0], y2)))))
         return ops.concat((x0, x1, x2, self.branch_3(x)), 1)
 
 
-class ReductionB(nn.Cell):
-    """17x17x1024 -> 8x8x1536 (paper fig. 8)."""
-
-    def __init__(self, bn_momentum: float = BN_MOMENTUM) -> None:
-        super().__init__()
-        m = bn_momentum
-        self.branch_0 = nn.SequentialCell([
-            BasicConv2d(1024, 192, 1, bn_momentum=m),
-            BasicConv2d(192, 192, 3, stride=2, pad_mode="valid", bn_momentum=m),
-        ])
-        self.branch_1 = nn.SequentialCell([
-            BasicConv2d(1024, 256, 1, bn_momentum=m),
-            BasicConv2d(256, 256, (1, 7), bn_momentum=m),
-            BasicConv2d(256, 320, (7, 1), bn_momentum=m),
-            BasicConv2d(320, 320, 3, stride=2, pad_mode="valid", bn_momentum=m),
-        ])
-        self.branch_2 = _max_pool_3x3_s2()
-
-    def construct(self, x: Tensor) -> Tensor:
-        return ops.concat((self.branch_0(x), self.branch_1(x), self.branch_2(x)), 1)
-
-
-class InceptionC(nn.Cell):
-    """8x8x1536 -> 8x8x1536 (paper fig. 6). Branches 1 and 2 fork into a 1x3 and a 3x1 conv each."""
-
-    def __init__(self, bn_momentum: float = BN_MOMENTUM) -> None:
-        super().__init__()
-        m = bn_momentum
-        self.branch_0 = BasicConv2d(1536, 256, 1, bn_momentum=m)
-
-        self.branch_1 = BasicConv2d(1536, 384, 1, bn_momentum=m)
-        self.branch_1_1 = BasicConv2d(384, 256, (1, 3), bn_momentum=m)
-        self.branch_1_2 = BasicConv2d(384, 256, (3, 1), bn_momentum=m)
-
-        self.branch_2 = nn.SequentialCell([
-            BasicConv2d(1536, 384, 1, bn_momentum=m),
-            BasicConv2d(384, 448, (3, 1), bn_momentum=m),
-            BasicConv2d(448, 512, (1, 3), bn_momentum=m),
-        ])
-        self.branch_2_1 = BasicConv2d(512, 256, (1, 3), bn_momentum=m)
-        self.branch_2_2 = BasicConv2d(512, 256, (3, 1), bn_momentum=m)
-
-        self.branch_3 = nn.SequentialCell([
-            _avg_pool_3x3(),
-            BasicConv2d(1536, 256, 1, bn_momentum=m),
-        ])
+class InceptionC(model.InceptionC):
+    def __init__(self, bn_momentum: float = model.BN_MOMENTUM) -> None:
+        super().__init__(bn_momentum)
         self.pointwise = SiblingPointwise((256, 384, 384))
 
     def construct(self, x: Tensor) -> Tensor:
         b2 = self.branch_2
         y0, y1, y2 = self.pointwise(x, (self.branch_0.conv.weight, self.branch_1.conv.weight, b2[0].conv.weight))
-        x1 = self.branch_1.bn_relu(y1)
-        x2 = b2[2](b2[1](b2[0].bn_relu(y2)))
+        x1 = _bn_relu(self.branch_1, y1)
+        x2 = b2[2](b2[1](_bn_relu(b2[0], y2)))
         # one concatenation instead of MindCV's three: the channel order is the same
-        return ops.concat((self.branch_0.bn_relu(y0), self.branch_1_1(x1), self.branch_1_2(x1),
+        return ops.concat((_bn_relu(self.branch_0, y0), self.branch_1_1(x1), self.branch_1_2(x1),
                            self.branch_2_1(x2), self.branch_2_2(x2), self.branch_3(x)), 1)
 
 
-class InceptionV4(nn.Cell):
-    """InceptionV4 classifier (NCHW float input of side >= 75; logits of shape [N, num_classes]).
-
-    Args:
-        num_classes: number of classes. Default: 1000.
-        in_channels: input channels. Default: 3.
-        drop_rate: dropout probability before the classifier. Default: 0.2.
-        bn_momentum: BatchNorm moving-average momentum. Default: 0.9997 (MindCV's).
-    """
+class InceptionV4(model.InceptionV4):
+    """model.InceptionV4 (its head, forward and attributes) over the fused Inception blocks."""
 
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, drop_rate: float = 0.2,
-                 bn_momentum: float = BN_MOMENTUM) -> None:
-        super().__init__()
+                 bn_momentum: float = model.BN_MOMENTUM) -> None:
+        nn.Cell.__init__(self)  # not model.InceptionV4.__init__: it would build the unfused blocks first
         m = bn_momentum
-        blocks = [Stem(in_channels, bn_momentum=m)]
+        blocks = [model.Stem(in_channels, bn_momentum=m)]
         blocks += [InceptionA(bn_momentum=m) for _ in range(4)]
-        blocks.append(ReductionA(bn_momentum=m))
+        blocks.append(model.ReductionA(bn_momentum=m))
         blocks += [InceptionB(bn_momentum=m) for _ in range(7)]
-        blocks.append(ReductionB(bn_momentum=m))
+        blocks.append(model.ReductionB(bn_momentum=m))
         blocks += [InceptionC(bn_momentum=m) for _ in range(3)]
         self.features = nn.SequentialCell(blocks)
-        self.num_features = NUM_FEATURES
+        self.num_features = model.NUM_FEATURES
         self.dropout = nn.Dropout(p=drop_rate)
-        self.classifier = nn.Dense(NUM_FEATURES, num_classes)
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        return self.features(x)
-
-    def forward_head(self, x: Tensor) -> Tensor:
-        x = ops.mean(x, axis=(2, 3))  # global average pooling
-        return self.classifier(self.dropout(x))
-
-    def construct(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
+        self.classifier = nn.Dense(model.NUM_FEATURES, num_classes)
 
 
 def inception_v4(num_classes: int = 1000, in_channels: int = 3, drop_rate: float = 0.2,
-                 bn_momentum: float = BN_MOMENTUM) -> InceptionV4:
-    """InceptionV4 with MindCV's parameter names and shapes; see `InceptionV4`."""
-    for name, value in (("num_classes", num_classes), ("in_channels", in_channels)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"inception_v4: {name} must be a positive integer, got {value!r}")
-    if drop_rate is None:
-        drop_rate = 0.0
-    if not 0.0 <= drop_rate < 1.0:
-        raise ValueError(f"inception_v4: drop_rate must be in [0, 1), got {drop_rate!r}")
-    if not 0.0 < bn_momentum < 1.0:
-        raise ValueError(f"inception_v4: bn_momentum must be in (0, 1), got {bn_momentum!r}")
-    return InceptionV4(num_classes=num_classes, in_channels=in_channels, drop_rate=drop_rate,
+                 bn_momentum: float = model.BN_MOMENTUM) -> InceptionV4:
+    """The fused variant (arguments as model.inception_v4's, unchecked: an experiment, not an API)."""
+    return InceptionV4(num_classes=num_classes, in_channels=in_channels, drop_rate=drop_rate or 0.0,
                        bn_momentum=bn_momentum)
