@@ -39,7 +39,8 @@ def _build_step(size: int, batch: int):
     r = recipe.load(recipe.shipped_path("inception_v4_cpu_demo.yaml"),
                     [f"image_resize={size}", f"batch_size={batch}", "num_classes=1000"])
     ms.set_seed(0)
-    net = model.inception_v4(num_classes=r.num_classes, drop_rate=r.drop_rate or 0.0, bn_momentum=r.bn_momentum)
+    net = model.inception_v4(num_classes=r.num_classes, drop_rate=r.drop_rate or 0.0, bn_momentum=r.bn_momentum,
+                              bn_beta_init=r.bn_beta_init)
     loss = optim.create_loss(r)
     lr = optim.create_lr_schedule(r, 1000)  # 3 epochs x 1000 steps: longer than any run of this bench
     opt = optim.create_optimizer(net, r, lr)

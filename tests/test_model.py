@@ -81,7 +81,24 @@ def test_bn_momentum_and_in_channels_reach_the_layers():
     assert {round(1 - float(bn.momentum), 6) for bn in default} == {0.9997}
 
 
+def test_bn_beta_init_sets_every_batchnorm_shift_and_nothing_else():
+    ms.set_seed(3)
+    shifted = inception_v4(num_classes=5, bn_beta_init=1.0)
+    ms.set_seed(3)
+    default = inception_v4(num_classes=5)
+    betas = {p.name: p.asnumpy() for p in shifted.get_parameters() if p.name.endswith(".bn.beta")}
+    assert len(betas) == 149
+    assert all((b == 1.0).all() for b in betas.values())
+    assert all((p.asnumpy() == 0.0).all() for p in default.get_parameters() if p.name.endswith(".bn.beta"))
+    # everything else (weights, gamma, statistics) is the seeded default init
+    others = {p.name: p.asnumpy() for p in default.get_parameters() if not p.name.endswith(".bn.beta")}
+    for p in shifted.get_parameters():
+        if p.name in others:
+            assert (p.asnumpy() == others[p.name]).all(), p.name
+
+
 @pytest.mark.parametrize("kwargs, message", [
+    (dict(bn_beta_init=11.0), "bn_beta_init must be in [-10, 10]"),
     (dict(num_classes=0), "num_classes must be a positive integer"),
     (dict(in_channels=True), "in_channels must be a positive integer"),
     (dict(drop_rate=1.0), "drop_rate must be in [0, 1)"),

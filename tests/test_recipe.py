@@ -42,6 +42,7 @@ def test_shipped_recipes_validate():
     ("distribute=maybe", "recipe key 'distribute': must be true or false, got 'maybe'"),
     ("scale=[0.5]", "recipe key 'scale': must be a list of two numbers, got [0.5]"),
     ("amp_level=O5", "recipe key 'amp_level': must be one of O0, O1, O2, O3; got 'O5'"),
+    ("bn_beta_init=20", "recipe key 'bn_beta_init': must be in [-10, 10], got 20.0"),
     ("dataset_download=true", "recipe key 'dataset_download': is not supported: incv4 never downloads data"),
 ])
 def test_bad_values_are_one_line_naming_the_key(override, message):
@@ -49,6 +50,13 @@ def test_bad_values_are_one_line_naming_the_key(override, message):
         rc.load(ASCEND, [override])
     assert str(info.value) == message
     assert "\n" not in str(info.value)
+
+
+def test_incv4_keys_default_to_mindcv_behaviour_and_the_demo_sets_its_own():
+    published = rc.load(ASCEND)
+    assert (published.bn_momentum, published.bn_beta_init, published.bn_recalibrate_steps) == (0.9997, 0.0, 0)
+    demo = rc.load(rc.shipped_path("inception_v4_cpu_demo.yaml"))
+    assert (demo.bn_momentum, demo.bn_beta_init) == (0.9, 1.0)
 
 
 def test_overrides_are_yaml_typed():

@@ -1,4 +1,4 @@
-"""End to end on one worker: real InceptionV4 training on demo data (75px), interrupted twice and resumed.
+"""End to end on one worker: real InceptionV4 training on demo data (75px, batch 16), interrupted twice and resumed.
 
 One module-scoped story keeps InceptionV4 compiles few (each costs 30-60 s):
   run A  `incv4 train --workers 1`, a NaN injected at step 2, SIGTERM mid-epoch 1  -> exit 143, mid-epoch checkpoint
@@ -24,7 +24,7 @@ from incv4.trainer import checkpoint
 pytestmark = pytest.mark.e2e
 
 EPOCHS = 3
-STEPS_PER_EPOCH = 10  # 10 classes x 4 train images / batch 4
+STEPS_PER_EPOCH = 10  # 10 classes x 16 train images / batch 16
 PROGRESS = re.compile(r"^epoch (\d+)/(\d+) step (\d+)/(\d+) loss ([\d.]+|nan|inf) lr ([\d.]+) img/s ([\d.]+) "
                       r"ETA (\d+:\d\d:\d\d|\?)$")
 RUN_TIMEOUT = 900
@@ -81,11 +81,12 @@ def story(tmp_path_factory, repo_root):
 
     work = tmp_path_factory.mktemp("train_e2e")
     data, ckpt = work / "data", work / "ckpt"
-    write_demo_dataset(str(data), num_classes=10, train_per_class=4, val_per_class=2, image_size=80)
+    write_demo_dataset(str(data), num_classes=10, train_per_class=16, val_per_class=4, image_size=80)
     args = ["train", "--workers", "1", "-c", str(repo_root / "configs/inception_v4_cpu_demo.yaml"),
             "--data-dir", str(data), "--set", f"ckpt_save_dir={ckpt}", "--set", f"epoch_size={EPOCHS}",
             "--set", "keep_checkpoint_max=2", "--set", "log_interval=1", "--set", "warmup_epochs=1",
-            "--set", "decay_epochs=2", "--set", "lr=0.002",  # batch 4 on one worker: a lower lr than the demo's
+            "--set", "batch_size=16",  # batch 4 on one worker is too noisy for the loss to fall in 30 steps
+            "--set", "decay_epochs=2", "--set", "lr=0.002",
             "--set", "bn_momentum=0.9997", "--set", "bn_recalibrate_steps=4"]  # MindCV's BN + recalibration
     runs = {}
     try:
@@ -183,17 +184,13 @@ def test_the_finished_run_has_exactly_the_planned_steps_and_keeps_keep_checkpoin
     assert len(saved) == 2  # one per epoch run C trained (epochs 2 and 3)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "KNOWN OPEN (issue 2): full InceptionV4 from scratch does not start learning within a CPU test's budget. "
-    "Measured (one process, lr 0.0003-0.01): batch 4 at 75px flat or rising for 160 steps; batch 16 at 75px flat "
-    "for 110 steps; batch 16 at 107px (2x2 final maps) reaches ~30% top-1 after 40-60 steps but its loss is too "
-    "noisy to fall reliably in 30. The same pipeline trains a 2-conv net or InceptionV4 cut after 4 Inception-A "
-    "blocks to 80-97% in 30-40 steps: depth + BatchNorm at init, not the pipeline. strict=True: drop the marker "
-    "once training learns."))
 def test_the_loss_falls(story):
     early = [loss for _, _, loss in _losses(story["a"].lines) if loss == loss][:3]
     late = [loss for epoch, _, loss in _losses(story["c"].lines) if epoch == EPOCHS]
     assert sum(late) / len(late) < sum(early) / len(early), (early, late)
+    # and it learned something that generalises: the last eval beats chance (1/10)
+    final = [line for line in story["c"].lines if line.startswith("training finished: ")]
+    assert final and float(re.search(r"top-1 ([\d.]+)%", final[0]).group(1)) > 10.0, final
 
 
 def test_validate_reports_the_top1_of_the_last_eval(story):
@@ -203,7 +200,7 @@ def test_validate_reports_the_top1_of_the_last_eval(story):
     evals = [line for line in story["c"].lines if re.match(r"^epoch 3/3 eval: ", line)]
     assert len(evals) == 1
     top1 = float(re.search(r"top-1 ([\d.]+)%", evals[0]).group(1))
-    assert result["samples"] == 20
+    assert result["samples"] == 40  # 10 classes x 4 val images
     assert f"{result['top1'] * 100:.2f}" == f"{top1:.2f}"
     entries = checkpoint.read_manifest(str(story["ckpt"]))
     assert entries[-1].extra["top1"] == pytest.approx(result["top1"])

@@ -157,6 +157,8 @@ KEYS: dict[str, Key] = {
     # incv4's own keys (not MindCV's); defaults keep MindCV's behaviour
     "bn_momentum": Key("float", 0.9997, lambda v: None if 0 < v < 1 else f"must be in (0, 1), got {v}",
                        help="BatchNorm moving-average momentum (MindCV: 0.9997)"),
+    "bn_beta_init": Key("float", 0.0, lambda v: None if -10 <= v <= 10 else f"must be in [-10, 10], got {v}",
+                        help="initial BatchNorm beta (MindCV: 0); 1 lets short from-scratch runs learn"),
     "bn_recalibrate_steps": Key("int", 0, _at_least(0),
                                 help="re-estimate BatchNorm statistics over this many training batches before eval"),
     "max_nonfinite_steps": Key("int", 10, _positive,
