@@ -23,13 +23,14 @@ LEVERS = {
     "v_loss_check": ("incv4", ["--step", "v:loss_check"]),
     "v_no_branch": ("incv4", ["--step", "v:no_branch"]),
     "v_no_check": ("incv4", ["--step", "v:no_check"]),
+    "fused_1x1": ("incv4", ["--model", "fused_1x1"]),  # sibling 1x1 convs as one conv (bench/experiments)
     "mindcv": ("mindcv", []),
     "mindcv_threads2": ("mindcv", ["--threads", "2"]),
     "timm": ("timm", []),
 }
 
 
-PIPELINE_LEVERS = ("incv4", "incv4-uint8", "mindcv")
+PIPELINE_LEVERS = ("incv4", "incv4-float", "mindcv")
 
 
 def pipeline_levers(rounds: int, workers_list=(1, 2)) -> dict:

@@ -1,7 +1,11 @@
 """One side of the input-pipeline case: `python -m bench.pipeline_worker --side incv4|mindcv --data-dir D
 --workers W --epochs E`. Builds the training input pipeline the way that side's trainer does (decode +
 random-resized-crop + flip + AutoAugment + normalize + erasing at 299, batch 32), iterates it, and prints images/s
-counted after the first batch (so start-up is left out)."""
+counted after the first batch (so start-up is left out).
+
+incv4's trainer takes uint8 batches from its pipeline and normalises them inside the compiled train step (as timm's
+prefetcher does on the GPU); that normalisation is timed in the train-step case, whose incv4 side gets uint8 input.
+`--side incv4-float` is the same pipeline normalising on the host (float32 batches), for comparison."""
 from __future__ import annotations
 
 import argparse
@@ -17,7 +21,7 @@ AUG = dict(scale=(0.08, 1.0), ratio=(0.75, 1.333), hflip=0.5, interpolation="bil
            re_prob=0.25, color_jitter=0.4)
 
 
-def incv4_pipeline(data_dir: str, workers: int, normalize: bool = True):
+def incv4_pipeline(data_dir: str, workers: int, normalize: bool = False):
     from incv4.trainer import data as incv4_data
     from incv4.trainer import recipe as incv4_recipe
 
@@ -25,10 +29,8 @@ def incv4_pipeline(data_dir: str, workers: int, normalize: bool = True):
                                overrides=[f"data_dir={data_dir}", f"batch_size={BATCH}", f"image_resize={SIZE}",
                                           f"num_parallel_workers={workers}", "distribute=False",
                                           "device_target=CPU"])
-    if normalize:  # as the trainer calls it
-        dataset, _ = incv4_data.create_train_dataset(recipe, rank_id=0, rank_size=1)
-    else:  # lever: uint8 batches, normalised on the device by data.normalizer (not timed here)
-        dataset, _ = incv4_data.create_train_dataset(recipe, rank_id=0, rank_size=1, normalize=False)
+    # normalize=False as the trainer calls it: uint8 batches, normalised in the train step (timed there)
+    dataset, _ = incv4_data.create_train_dataset(recipe, rank_id=0, rank_size=1, normalize=normalize)
     return dataset
 
 
@@ -56,7 +58,7 @@ def _cpu_seconds() -> float:
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--side", required=True,
-                        help="incv4, mindcv, or incv4-uint8 (a lever: data.create_train_dataset(normalize=False))")
+                        help="incv4 (as the trainer: uint8 out), mindcv, or incv4-float (normalised on the host)")
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--workers", type=int, required=True)
     parser.add_argument("--epochs", type=int, default=2)
@@ -65,8 +67,8 @@ def main(argv=None):
         import mindspore as ms
 
         ms.set_seed(0)
-        if args.side == "incv4-uint8":
-            dataset = incv4_pipeline(args.data_dir, args.workers, normalize=False)
+        if args.side == "incv4-float":
+            dataset = incv4_pipeline(args.data_dir, args.workers, normalize=True)
         else:
             build = {"incv4": incv4_pipeline, "mindcv": mindcv_pipeline}[args.side]
             dataset = build(args.data_dir, args.workers)

@@ -5,7 +5,8 @@ fixed random batch so only the train step is timed.
 
 Sides (same recipe semantics everywhere: momentum 0.9, CE with label smoothing 0.1, weight decay 4e-5 not applied
 to BatchNorm parameters and biases, warmup-cosine lr per step, drop_rate 0.2, fp32):
-  incv4   incv4.trainer.model/optim, graph mode, the train step incv4's trainer builds
+  incv4   incv4.trainer.model/optim, graph mode, the train step incv4's trainer builds (uint8 input normalised in
+          the step, as the trainer gets it from its pipeline; the other sides get float input)
   mindcv  mindcv.create_model/create_loss/create_optimizer/create_scheduler + create_trainer (mindspore.Model's
           train network: what MindCV's train.py runs), graph mode
   timm    timm.create_model('inception_v4') in PyTorch eager, SGD with timm's no-decay grouping
@@ -42,12 +43,16 @@ def _mindspore_context(args):
     ms.set_seed(0)
 
 
-def _batch_ms(args):
+def _batch_ms(args, uint8: bool = False):
     import mindspore as ms
     import numpy as np
 
     rng = np.random.default_rng(0)
-    x = ms.Tensor(rng.standard_normal((args.batch, 3, args.size, args.size), dtype=np.float32))
+    shape = (args.batch, 3, args.size, args.size)
+    if uint8:  # what incv4's pipeline hands the trainer (normalised in the graph)
+        x = ms.Tensor(rng.integers(0, 256, shape).astype(np.uint8))
+    else:
+        x = ms.Tensor(rng.standard_normal(shape, dtype=np.float32))
     y = ms.Tensor(rng.integers(0, RECIPE["num_classes"], args.batch).astype(np.int32))
     return x, y
 
@@ -153,8 +158,12 @@ def _build_incv4_parts(args):
                                overrides=[f"batch_size={args.batch}", f"image_resize={args.size}",
                                           "amp_level=O0", "loss_scale=1.0", "device_target=CPU",
                                           "distribute=False"])
-    net = incv4_model.inception_v4(num_classes=recipe.num_classes, drop_rate=recipe.drop_rate,
-                                   bn_momentum=recipe.bn_momentum)
+    factory = incv4_model.inception_v4
+    if args.model == "fused_1x1":  # lever: sibling 1x1 convs as one conv (bench/experiments/inceptionv4_fused_1x1.py)
+        from bench.experiments import inceptionv4_fused_1x1
+
+        factory = inceptionv4_fused_1x1.inception_v4
+    net = factory(num_classes=recipe.num_classes, drop_rate=recipe.drop_rate, bn_momentum=recipe.bn_momentum)
     loss = incv4_optim.create_loss(recipe)
     schedule = incv4_optim.create_lr_schedule(recipe, STEPS_PER_EPOCH)
     opt = incv4_optim.create_optimizer(net, recipe, schedule)
@@ -171,8 +180,11 @@ def _build_incv4_parts(args):
         cell = step_variants.build(net, loss, opt, args.step[2:])
         one, do_update, stop = ms.Tensor(np.float32(1.0)), ms.Tensor(True), ms.Tensor(np.float32(0.0))
         step = lambda x, y: cell(x, y, one, do_update, stop)  # noqa: E731
-    else:
-        step = _incv4_train_step(net, loss, opt, recipe)
+    else:  # as train.py: uint8 batches, normalised inside the compiled step (its cost is in the timing)
+        from incv4.trainer import data as incv4_data
+
+        step = _incv4_train_step(incv4_data.with_normalizer(recipe, net), loss, opt, recipe)
+        return (step,) + _batch_ms(args, uint8=True)
     x, y = _batch_ms(args)
     return step, x, y
 
@@ -191,6 +203,8 @@ def main(argv=None):
                         help="incv4 side: the train step incv4's trainer builds, or MindSpore's plain "
                              "TrainOneStepCell(WithLossCell), or v:X a variant from bench/step_variants.py "
                              "(lever experiments)")
+    parser.add_argument("--model", choices=("incv4", "fused_1x1"), default="incv4",
+                        help="incv4 side: trainer/model.py, or the fused-1x1 experiment (a lever)")
     args = parser.parse_args(argv)
     try:
         t0 = time.perf_counter()

@@ -226,6 +226,30 @@ def test_uint8_pipelines_normalised_on_the_device_match_the_float_pipelines(id_d
     assert images.dtype == np.uint8 and images.shape == (4, 3, 75, 75)
 
 
+def test_with_normalizer_keeps_parameter_names_and_equals_the_network_on_float_input(id_dataset):
+    import mindspore as ms
+    from mindspore import nn, ops
+
+    class Net(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 2, 3)
+            self.bn = nn.BatchNorm2d(2)
+
+        def construct(self, x):
+            return ops.mean(self.bn(self.conv(x)), axis=(2, 3))
+
+    recipe = _recipe(id_dataset, batch_size=4)
+    net = Net()
+    net.set_train(False)
+    names = [p.name for p in net.get_parameters()]
+    wrapped = data.with_normalizer(recipe, net)
+    assert [p.name for p in wrapped.get_parameters()] == names  # checkpoints and weight-decay filters unchanged
+    floats = next(data.create_eval_dataset(recipe).create_tuple_iterator(output_numpy=True))[0]
+    raw = next(data.create_eval_dataset(recipe, normalize=False).create_tuple_iterator(output_numpy=True))[0]
+    np.testing.assert_allclose(wrapped(ms.Tensor(raw)).asnumpy(), net(ms.Tensor(floats)).asnumpy(), atol=1e-4)
+
+
 def test_unsupported_augment_and_keys_are_one_line_recipe_errors(id_dataset):
     with pytest.raises(RecipeError, match=r"recipe key 'auto_augment': 'augmix' is not supported"):
         data.create_train_dataset(_recipe(id_dataset, auto_augment="augmix"))

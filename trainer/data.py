@@ -471,6 +471,23 @@ def normalizer(recipe):
     return Normalizer(recipe.mean, recipe.std)
 
 
+def with_normalizer(recipe, network):
+    """`network` taking the uint8 batches of `normalize=False` pipelines, normalised in the graph first (as timm's
+    prefetcher does on the GPU). Parameter names stay the network's own, so checkpoints are unchanged."""
+    from mindspore import nn
+
+    class NormalizedInput(nn.Cell):
+        def __init__(self):
+            super().__init__(auto_prefix=False)
+            self.normalize = normalizer(recipe)
+            self.network = network
+
+        def construct(self, images):
+            return self.network(self.normalize(images))
+
+    return NormalizedInput()
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Datasets
 

@@ -90,7 +90,8 @@ def run_validate(recipe, ckpt_path: str, log: Callable[[str], None] = print) -> 
     device = choose_device(recipe.device_target, log)
     ms.set_context(mode=ms.GRAPH_MODE if recipe.mode == 0 else ms.PYNATIVE_MODE, device_target=device)
     network = model.inception_v4(num_classes=recipe.num_classes, in_channels=recipe.in_channels,
-                                  drop_rate=recipe.drop_rate or 0.0, bn_momentum=recipe.bn_momentum)
+                                  drop_rate=recipe.drop_rate or 0.0, bn_momentum=recipe.bn_momentum,
+                                  bn_beta_init=recipe.bn_beta_init)
     try:
         params = ms.load_checkpoint(ckpt_path, crc_check=True)
     except Exception as err:
@@ -104,8 +105,8 @@ def run_validate(recipe, ckpt_path: str, log: Callable[[str], None] = print) -> 
     if missing:
         raise ValidateError(f"checkpoint '{ckpt_path}' lacks {len(missing)} network parameters "
                             f"(e.g. {missing[0]})")
-    dataset = data.create_eval_dataset(recipe, 0, 1)
-    return evaluate(network, dataset, recipe.batch_size, rank_size=1)
+    dataset = data.create_eval_dataset(recipe, 0, 1, normalize=False)
+    return evaluate(data.with_normalizer(recipe, network), dataset, recipe.batch_size, rank_size=1)
 
 
 class ValidateError(RuntimeError):

@@ -320,11 +320,14 @@ def _train(recipe, rank: int, rank_size: int, stop: StopRequest, resume: bool, s
     total_steps = steps_per_epoch * recipe.epoch_size
 
     network = model.inception_v4(num_classes=recipe.num_classes, in_channels=recipe.in_channels,
-                                  drop_rate=recipe.drop_rate or 0.0, bn_momentum=recipe.bn_momentum)
+                                  drop_rate=recipe.drop_rate or 0.0, bn_momentum=recipe.bn_momentum,
+                                  bn_beta_init=recipe.bn_beta_init)
     if recipe.ckpt_path:
         _load_finetune_weights(network, recipe.ckpt_path)
     if amp_level != "O0":
         ms.amp.auto_mixed_precision(network, amp_level)
+    # the pipelines hand over uint8 images (a quarter of the bytes, no float work on the host): normalise in-graph
+    network = data.with_normalizer(recipe, network)
     loss_fn = optim.create_loss(recipe)
     lr_schedule = optim.create_lr_schedule(recipe, steps_per_epoch)
     optimizer = optim.create_optimizer(network, recipe, lr_schedule)
@@ -434,7 +437,7 @@ def _train(recipe, rank: int, rank_size: int, stop: StopRequest, resume: bool, s
             if recalibrator is not None:
                 _recalibrate(recalibrator, train_step, data, recipe, train_folder, rank, rank_size, position.epoch)
             started = time.monotonic()
-            accuracy = evaluate.evaluate(network, data.create_eval_dataset(recipe, rank, rank_size),
+            accuracy = evaluate.evaluate(network, data.create_eval_dataset(recipe, rank, rank_size, normalize=False),
                                          recipe.batch_size, rank_size)
             metric.evaluated(accuracy.top1, accuracy.top5)
             last_accuracy = accuracy
@@ -460,7 +463,7 @@ def _epoch_dataset(data, recipe, folder, rank: int, rank_size: int, epoch: int, 
     import mindspore.dataset as ds
 
     ds.config.set_seed(recipe.seed + epoch)
-    dataset, _ = data.create_train_dataset(recipe, rank, rank_size, epoch=epoch, folder=folder)
+    dataset, _ = data.create_train_dataset(recipe, rank, rank_size, epoch=epoch, folder=folder, normalize=False)
     if skip_batches:
         dataset = dataset.skip(skip_batches)
     return dataset
