@@ -65,11 +65,21 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=2, help="steps per side per round")
     parser.add_argument("--pipeline", action="store_true", help="the input-pipeline levers instead")
+    parser.add_argument("--compile", action="store_true",
+                        help="compile time only: incv4 vs MindCV in fresh processes, alternating, --rounds each")
     parser.add_argument("--no-lock", action="store_true", help="the caller holds /tmp/incv4-heavy.lock")
     args = parser.parse_args(argv)
     if args.pipeline:
         with heavy_lock(not args.no_lock):
             pipeline_levers(args.rounds)
+        return 0
+    if args.compile:
+        from bench.case_train_step import measure_compile
+
+        with heavy_lock(not args.no_lock):
+            samples = measure_compile(args.size, args.batch, args.rounds, log=lambda m: print(m, flush=True))
+        for side, values in samples.items():
+            print(f"{side:8} compile s median {median(values):.1f}  samples {[round(v, 1) for v in values]}")
         return 0
     variants = {"incv4": ("incv4", [])}
     for name in args.levers:
