@@ -44,6 +44,7 @@ def test_prometheus_scrapes_a_real_two_worker_run(tmp_path, repo_root):
     recipe = repo_root / "configs" / "inception_v4_cpu_demo.yaml"
     cmd = [sys.executable, "-m", "incv4.trainer.launch", "-c", str(recipe),
            "--data-dir", str(data), "--set", f"epoch_size={EPOCHS}", "--set", f"ckpt_save_dir={ckpt}",
+           "--set", "batch_size=4",
            "--local-workers", str(WORKERS), "--nodes", "1", "--node-rank", "0", "--master-addr", "127.0.0.1",
            "--master-port", str(free_port()), "--log-dir", str(logs), "--metrics-port", str(metrics_port)]
 
@@ -103,7 +104,7 @@ def test_prometheus_scrapes_a_real_two_worker_run(tmp_path, repo_root):
         # the per-rank contract of the counters the dashboard sums: images THIS rank processed, epochs 1-based
         samples = {r["metric"]["rank"]: float(r["value"][1])
                    for r in prom.query('incv4_samples_total{job_name="run1"}', at=at)}
-        batch = 4  # the demo recipe's batch_size, per rank
+        batch = 4  # per rank (set above)
         assert samples == {rank: steps * batch for rank, steps in logged.items()}, \
             "incv4_samples_total must count this rank's images (steps x per-rank batch)"
         assert prom.query('max(incv4_epoch{job_name="run1"})', at=at)[0]["value"][1] == str(EPOCHS)

@@ -70,7 +70,7 @@ def test_sigkill_of_a_worker_then_relaunch_resumes_and_finishes_the_plan(tmp_pat
     args = ["train", "--workers", "2", "-c", str(repo_root / "configs/inception_v4_cpu_demo.yaml"),
             "--data-dir", str(data), "--set", f"ckpt_save_dir={ckpt}", "--set", f"epoch_size={EPOCHS}",
             "--set", "log_interval=1", "--set", "warmup_epochs=1", "--set", "decay_epochs=1",
-            "--set", "val_while_train=False"]
+            "--set", "val_while_train=False", "--set", "batch_size=4"]
     first_lines, second_lines = [], []
     first = _run(args, first_lines, until=r"epoch 2/2 step 2/5 ")
     try:
