@@ -9,7 +9,7 @@ and MindCV's released checkpoint (inception_v4-db9c45b3.ckpt) loads by name with
 3 x InceptionC (14-16); then global average pooling, dropout and `classifier` (a Dense layer).
 42,742,984 parameters including BatchNorm moving statistics, 42,679,816 trainable (at 1000 classes).
 
-Differences from MindCV that change no parameter and no result:
+Differences from MindCV (none changes a parameter name or shape, nor any result at the defaults):
 - conv weights are created with Xavier-uniform directly (MindCV creates them, then overwrites them with it);
 - `bn_momentum` is a constructor argument (MindCV hard-codes 0.9997, which stays the default);
 - `bn_beta_init` is a constructor argument (MindCV's BatchNorm beta starts at 0, which stays the default). A beta of
