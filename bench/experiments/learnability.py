@@ -7,7 +7,8 @@ swapped for a cut-down network, so only the network differs from a normal run:
         --data-dir DATA --set batch_size=16 --set epoch_size=4 --set scheduler=constant --set warmup_epochs=0 \\
         --set decay_epochs=1 --set label_smoothing=0 --set drop_rate=0 --set lr=0.002 --set ckpt_save_dir=/tmp/x
     INCV4_LEARN_NET=5 ...  (InceptionV4's first 5 feature blocks: stem + 4 Inception-A), 13, 17 (= all) ...
-    INCV4_LEARN_NET=full INCV4_LEARN_BN_BETA=1.0 ...  (the whole InceptionV4, every BatchNorm beta initialised to 1)
+    INCV4_LEARN_NET=full ... --set bn_beta_init=1.0  (the whole InceptionV4, every BatchNorm beta initialised to 1;
+        the recipe key now does what this script's INCV4_LEARN_BN_BETA did; the cut-down nets honour it too)
 
 Measured 2026-11-30 on demo data (`incv4 demo-data DATA --train-per-class 16 --val-per-class 4 --image-size 80`),
 batch 16, 75px, lr 0.002 constant, 10 steps/epoch: tiny 2-conv net 35/70/80/92% top-1 after epochs 1-4; first 5
@@ -43,9 +44,10 @@ class TinyNet(nn.Cell):
 class FirstBlocks(nn.Cell):
     """InceptionV4's first `blocks` feature blocks (same init), global average pool, a fresh classifier."""
 
-    def __init__(self, blocks: int, num_classes: int, bn_momentum: float):
+    def __init__(self, blocks: int, num_classes: int, bn_momentum: float, bn_beta_init: float = 0.0):
         super().__init__()
-        full = _full_inception_v4(num_classes=num_classes, drop_rate=0.0, bn_momentum=bn_momentum)
+        full = _full_inception_v4(num_classes=num_classes, drop_rate=0.0, bn_momentum=bn_momentum,
+                                  bn_beta_init=bn_beta_init)
         self.features = nn.SequentialCell(list(full.features.cell_list)[:blocks])
         self.classifier = nn.Dense(CHANNELS[blocks], num_classes)
 
@@ -53,23 +55,14 @@ class FirstBlocks(nn.Cell):
         return self.classifier(ops.mean(self.features(x), axis=(2, 3)))
 
 
-def _factory(num_classes=1000, in_channels=3, drop_rate=0.2, bn_momentum=0.9997):
+def _factory(num_classes=1000, in_channels=3, drop_rate=0.2, bn_momentum=0.9997, bn_beta_init=0.0):
     choice = os.environ.get("INCV4_LEARN_NET", "tiny")
     if choice == "tiny":
         return TinyNet(num_classes)
-    net = (_full_inception_v4(num_classes=num_classes, in_channels=in_channels, drop_rate=drop_rate,
-                              bn_momentum=bn_momentum) if choice == "full"
-           else FirstBlocks(int(choice), num_classes, bn_momentum))
-    beta = os.environ.get("INCV4_LEARN_BN_BETA")
-    if beta is not None:
-        import mindspore as ms
-        import numpy as np
-
-        for _, cell in net.cells_and_names():
-            if isinstance(cell, nn.BatchNorm2d):
-                cell.beta.set_data(ms.Tensor(np.full(cell.beta.shape, float(beta), np.float32)))
-    return net
-
+    if choice == "full":
+        return _full_inception_v4(num_classes=num_classes, in_channels=in_channels, drop_rate=drop_rate,
+                                  bn_momentum=bn_momentum, bn_beta_init=bn_beta_init)
+    return FirstBlocks(int(choice), num_classes, bn_momentum, bn_beta_init)
 
 if __name__ == "__main__":
     model.inception_v4 = _factory
