@@ -37,6 +37,7 @@ def api(tmp_path):
         yield server
     everything = "\n".join(server.outputs)
     assert server.token not in everything, "the kubeconfig's bearer token was printed"
+    assert server.handler_errors == [], "the stand-in API server failed on a request"
 
 
 def cli(api, *args):

@@ -125,6 +125,7 @@ def test_incv4_status_shows_progress_from_a_pods_metrics_page(live_page, tmp_pat
         api.pods[("team-a", "run1-worker-0")]["status"]["phase"] = "Running"
         api.metrics[("team-a", "run1-worker-0", 9400)] = page
         result = CliRunner().invoke(main, ["status", "run1", "--kubeconfig", kubeconfig, "-n", "team-a"])
+    assert api.handler_errors == []
     assert result.exit_code == 0, result.output
     assert f"step {STEPS}/100" in result.output
     assert "epoch 1" in result.output
