@@ -127,10 +127,10 @@ def worker_env(base: dict, topology: Topology, local_rank: int, cluster_timeout:
                compile_cache: Optional[str] = None) -> dict:
     rank = topology.rank(local_rank)
     env = dict(base)
-    env.setdefault("GLOG_v", "2")
+    env.setdefault("GLOG_v", "2")  # WARNING: the cluster-ready line the watchdog looks for is logged at this level
     if compile_cache and "MS_COMPILER_CACHE_ENABLE" not in env:
         # MindSpore keeps one cache per rank below this path (rank_<id>/): a restart skips the graph compile.
-        env.update({"MS_COMPILER_CACHE_ENABLE": "1", "MS_COMPILER_CACHE_PATH": compile_cache})  # WARNING: the cluster-ready line the watchdog looks for is logged at this level
+        env.update({"MS_COMPILER_CACHE_ENABLE": "1", "MS_COMPILER_CACHE_PATH": compile_cache})
     env.update({
         "RANK_ID": str(rank),
         "RANK_SIZE": str(topology.world_size),
