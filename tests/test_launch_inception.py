@@ -1,6 +1,7 @@
 """Issue 3, acceptance 1: two simulated nodes x 4 workers (two `incv4 launch` processes on loopback, each given the
 environment Volcano's env and svc plugins would give its pod) train InceptionV4 at 75px for a few steps with
 MindSpore's real collectives on the CPU; every rank finishes and all 8 hold identical parameters afterwards.
+Each node compiles the train step once (its first worker) and its other workers load that compile (compile_share).
 
 The workers run the real trainer through tests/workers/train_and_dump.py, which only adds a dump of each rank's
 final parameters (the trainer checkpoints from rank 0 alone). 8 InceptionV4 processes: ~2 GB each and minutes of
@@ -70,3 +71,17 @@ def test_two_nodes_of_four_workers_train_inceptionv4_to_identical_parameters(tmp
             # Same weights, same averaged gradients: equal up to the summation order of the all-reduce.
             np.testing.assert_allclose(params[rank][name], params[0][name], rtol=1e-5, atol=1e-7,
                                        err_msg=f"rank {rank} {name}")
+
+    # Compile sharing: each node's first worker compiled the train step; the others hold a byte copy of its cache
+    # file (a rank's own compile writes different bytes: object ids, node order), and trained to the same weights.
+    [cache] = (tmp_path / "ckpt" / "compile_cache").iterdir()
+    for rank in range(world):
+        leader = rank - rank % LOCAL_WORKERS
+        mine = (cache / f"rank_{rank}" / "graph_cache" / "MS_WORKERcompile_cache_0.mindir").read_bytes()
+        theirs = (cache / f"rank_{leader}" / "graph_cache" / "MS_WORKERcompile_cache_0.mindir").read_bytes()
+        assert mine == theirs, f"rank {rank} compiled its own graph instead of loading rank {leader}'s"
+        if rank != leader:  # MindSpore's own word that it loaded the graph instead of compiling it
+            worker_log = (tmp_path / f"logs-node{rank // LOCAL_WORKERS}" / f"worker_{rank}.log").read_text()
+            assert "Use the compilation cache" in worker_log, f"rank {rank} did not load the shared compile"
+    assert (cache / "rank_0" / "graph_cache" / "MS_WORKERcompile_cache_0.mindir").read_bytes() != \
+        (cache / "rank_4" / "graph_cache" / "MS_WORKERcompile_cache_0.mindir").read_bytes()

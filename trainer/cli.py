@@ -51,7 +51,7 @@ def _worker_flags(ckpt_path, no_resume) -> list:
 
 
 def run_training(config, overrides, data_dir, workers, ckpt_path=None, no_resume=False, scale_lr=False,
-                 metrics_port=0) -> int:
+                 metrics_port=0, compile_cache=True) -> int:
     """Validate the recipe and data, then train with 1 worker in this process or N workers via the launcher.
     Returns the exit code."""
     recipe = _load_recipe(config, overrides, data_dir=data_dir, ckpt_path=ckpt_path)
@@ -63,7 +63,7 @@ def run_training(config, overrides, data_dir, workers, ckpt_path=None, no_resume
     from incv4.trainer import launch
 
     return launch.run_local(config, overrides, data_dir, workers, metrics_port, scale_lr,
-                            *_worker_flags(ckpt_path, no_resume))
+                            *_worker_flags(ckpt_path, no_resume), compile_cache=compile_cache)
 
 
 def register(group: click.Group) -> None:
@@ -101,14 +101,18 @@ _set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VAL
 @click.option("--no-resume", is_flag=True, help="start fresh instead of resuming from ckpt_save_dir")
 @click.option("--scale-lr", is_flag=True, help="scale lr linearly by global batch / reference global batch")
 @click.option("--metrics-port", type=click.IntRange(min=0, max=65535), default=0, help="serve /metrics (0 = off)")
-def train_command(config, data_dir, overrides, workers, distribute, ckpt_path, no_resume, scale_lr, metrics_port):
+@click.option("--compile-cache/--no-compile-cache", default=True, show_default=True,
+              help="with several workers: keep MindSpore's compiled graphs under <ckpt_save_dir>/compile_cache, "
+                   "compile once per node and let restarts skip compiling")
+def train_command(config, data_dir, overrides, workers, distribute, ckpt_path, no_resume, scale_lr, metrics_port,
+                  compile_cache):
     """Train (or resume) InceptionV4 with a recipe, as MindCV's train.py."""
     if distribute is False:
         if workers not in (None, 1):
             raise RecipeError(f"--distribute False means one worker, but --workers {workers} was given")
         workers = 1
     sys.exit(run_training(config, overrides, data_dir, workers or 8, ckpt_path, no_resume, scale_lr,
-                          metrics_port))
+                          metrics_port, compile_cache))
 
 
 @click.command("validate")

@@ -39,15 +39,21 @@ def topk_counts(logits: np.ndarray, labels: np.ndarray, k: int = 5) -> tuple[int
     return int(hits[:, 0].sum()), int(hits.any(axis=1).sum())
 
 
-def evaluate(network, dataset, batch_size: int, rank_size: int = 1) -> Accuracy:
-    """Accuracy of `network` (set to eval mode here) over `dataset` summed over all `rank_size` ranks."""
+def evaluate(network, dataset, batch_size: int, rank_size: int = 1,
+             before_first_call: Optional[Callable] = None) -> Accuracy:
+    """Accuracy of `network` (set to eval mode here) over `dataset` summed over all `rank_size` ranks.
+    `before_first_call(network, batch)` runs once before the eval graph's first call (compile sharing, train.py)."""
     import mindspore as ms
 
     network.set_train(False)
     correct1 = correct5 = samples = 0
     for images, labels in dataset.create_tuple_iterator(num_epochs=1, output_numpy=True):
         n = images.shape[0]
-        logits = network(ms.Tensor(_pad(images, batch_size))).asnumpy()[:n]
+        batch = ms.Tensor(_pad(images, batch_size))
+        if before_first_call is not None:
+            before_first_call(network, batch)
+            before_first_call = None
+        logits = network(batch).asnumpy()[:n]
         c1, c5 = topk_counts(logits, labels)
         correct1, correct5, samples = correct1 + c1, correct5 + c5, samples + n
     if rank_size > 1:

@@ -552,7 +552,8 @@ def run_local(config: Optional[str], overrides: Iterable[str] = (), data_dir: Op
 @click.option("--threads-per-worker", type=click.IntRange(min=0), default=0,
               help="CPU threads per worker (0 = cores / local workers).")
 @click.option("--compile-cache/--no-compile-cache", default=True, show_default=True,
-              help="Keep MindSpore's compiled graphs under <ckpt_save_dir>/compile_cache, so restarts skip compiling.")
+              help="Keep MindSpore's compiled graphs under <ckpt_save_dir>/compile_cache: each graph is compiled "
+                   "by the node's first worker and loaded by the others, and restarts skip compiling.")
 @click.option("--worker-script", hidden=True, help="Run this Python file instead of the trainer (tests, benchmarks).")
 @click.argument("train_args", nargs=-1, type=click.UNPROCESSED)
 def launch_command(config, data_dir, overrides, nodes, node_rank, master_addr, master_port, local_workers, log_dir,

@@ -267,7 +267,7 @@ def train(recipe, resume: bool = True, scale_lr: bool = False, metrics_port: int
 
 def _train(recipe, rank: int, rank_size: int, stop: StopRequest, resume: bool, scale_lr: bool,
            metrics_port: int) -> int:
-    from incv4.trainer import checkpoint, data, metrics, recipe as recipes
+    from incv4.trainer import checkpoint, compile_share, data, metrics, recipe as recipes
 
     splits = [recipe.train_split] + ([recipe.val_split] if recipe.val_while_train else [])
     recipes.require_data_dir(recipe, splits)
@@ -293,6 +293,7 @@ def _train(recipe, rank: int, rank_size: int, stop: StopRequest, resume: bool, s
         ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
                                      device_num=rank_size)
     say = log if rank == 0 else (lambda _msg: None)  # progress from rank 0 only; errors from every rank
+    sharing = compile_share.CompileSharing.from_env(rank, log=log)  # one graph compile per node, not per worker
 
     amp_level = recipe.amp_level
     if device == "CPU" and amp_level != "O0":
@@ -372,7 +373,7 @@ def _train(recipe, rank: int, rank_size: int, stop: StopRequest, resume: bool, s
     do_update = ms.Tensor(True)
     samples_per_step = global_batch
     nonfinite_in_row = 0
-    compiled = False
+    compiled = eval_compiled = False
     last_accuracy = None
     say(f"training {recipe.name}: {recipe.epoch_size} epochs x {steps_per_epoch} steps, {rank_size} worker(s), "
         f"device {device}, mode {'graph' if recipe.mode == 0 else 'pynative'}, amp {amp_level}")
@@ -387,6 +388,8 @@ def _train(recipe, rank: int, rank_size: int, stop: StopRequest, resume: bool, s
             stepped_at = time.monotonic()
             gain = nan if position.global_step + 1 in nan_steps else one
             stop_flag = ms.Tensor(np.float32(1.0 if stop.requested else 0.0))
+            if not compiled:
+                sharing.before_first_call(train_step, images, labels, gain, do_update, stop_flag)
             loss, finite, stop_any = train_step(images, labels, gain, do_update, stop_flag)
             loss_value = float(loss.asnumpy())
             finite_value = bool(finite.asnumpy())
@@ -438,7 +441,9 @@ def _train(recipe, rank: int, rank_size: int, stop: StopRequest, resume: bool, s
                 _recalibrate(recalibrator, train_step, data, recipe, train_folder, rank, rank_size, position.epoch)
             started = time.monotonic()
             accuracy = evaluate.evaluate(network, data.create_eval_dataset(recipe, rank, rank_size, normalize=False),
-                                         recipe.batch_size, rank_size)
+                                         recipe.batch_size, rank_size,
+                                         before_first_call=None if eval_compiled else sharing.before_first_call)
+            eval_compiled = True
             metric.evaluated(accuracy.top1, accuracy.top5)
             last_accuracy = accuracy
             extra = accuracy.as_dict()
