@@ -241,7 +241,9 @@ def run(quick: bool, log=print) -> tuple[list[Row], list[str], dict]:
              f"{steps * WORKERS * BATCH} generated 96x96 JPEGs in {CLASSES} classes = {steps} steps of global batch "
              f"{WORKERS * BATCH}; graph mode, fp32, dataset sink off, no checkpoint inside the epoch.",
              "msrun side: MindSpore's own thread and communication defaults (what a MindCV user gets). incv4 side: "
-             "whatever incv4's launcher and trainer set.",
-             f"{rounds} run(s) per side, one side after the other (each run costs minutes: 8 compiles share 2 "
-             "cores)."] + kept
+             "whatever incv4's launcher and trainer set: fused gradient all-reduce, a loss check instead of a "
+             "per-gradient one, 1 kernel thread per worker, and compile sharing (the first worker compiles, the "
+             "other 7 load its compile cache). Both sides start cold: no compile cache from an earlier run.",
+             f"{rounds} run(s) per side, one side after the other (each run costs minutes; msrun's 8 workers "
+             "compile the same graph at once on 2 cores)."] + kept
     return rows, notes, {"raw": raw}
