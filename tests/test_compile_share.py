@@ -119,7 +119,8 @@ def test_from_env_reads_what_the_launcher_exports(monkeypatch, tmp_path):
     monkeypatch.setenv("MS_COMPILER_CACHE_PATH", str(tmp_path))
     monkeypatch.setenv("LOCAL_RANK", "3")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
-    sharing = CompileSharing.from_env(rank=11)
+    sharing = CompileSharing.from_env(rank=11, device="CPU")
     assert sharing.active and sharing.leader == 8 and not sharing.is_leader
+    assert not CompileSharing.from_env(rank=11, device="Ascend").active  # verified on the CPU only
     monkeypatch.setenv("MS_COMPILER_CACHE_ENABLE", "0")
-    assert not CompileSharing.from_env(rank=11).active
+    assert not CompileSharing.from_env(rank=11, device="CPU").active

@@ -13,6 +13,10 @@ MindSpore numbers a process's cache files by compile order (MS_WORKERcompile_cac
 compiles its graphs in the same order, so the file the leader's n-th compile wrote is graph n of every worker. The
 leader names that file in a marker (graph_cache/.incv4-compiled-<n>) once its compile returns.
 
+Only on the CPU, where it was verified (weights bit-identical to a run without the cache). On Ascend the cache also
+holds backend state compiled for the rank's own device and communication group, which a copy could get wrong, and
+each worker there compiles for its own NPU on a host with many cores; there every worker keeps its own cache.
+
 A follower waits at most `timeout` seconds for the leader (a dead leader makes the launcher stop the node anyway)
 and then compiles by itself: sharing can only save time, never stop a run.
 """
@@ -45,8 +49,8 @@ class CompileSharing:
         self._index = 0
 
     @classmethod
-    def from_env(cls, rank: int, log: Callable[[str], None] = lambda _msg: None) -> "CompileSharing":
-        enabled = os.environ.get(ENABLE_ENV) == "1"
+    def from_env(cls, rank: int, device: str, log: Callable[[str], None] = lambda _msg: None) -> "CompileSharing":
+        enabled = os.environ.get(ENABLE_ENV) == "1" and device == "CPU"
         return cls(os.environ.get(PATH_ENV) if enabled else None, rank,
                    int(os.environ.get("LOCAL_RANK", "0")), int(os.environ.get("LOCAL_WORLD_SIZE", "1")), log=log)
 

@@ -293,7 +293,7 @@ def _train(recipe, rank: int, rank_size: int, stop: StopRequest, resume: bool, s
         ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
                                      device_num=rank_size)
     say = log if rank == 0 else (lambda _msg: None)  # progress from rank 0 only; errors from every rank
-    sharing = compile_share.CompileSharing.from_env(rank, log=log)  # one graph compile per node, not per worker
+    sharing = compile_share.CompileSharing.from_env(rank, device, log=log)  # one graph compile per node, not per worker
 
     amp_level = recipe.amp_level
     if device == "CPU" and amp_level != "O0":
