@@ -36,7 +36,27 @@ EXIT_USAGE = 2
 
 
 class Incv4Group(click.Group):
-    """Turns user errors into one line on stderr and the right exit code, never a traceback."""
+    """Turns user errors into one line on stderr and the right exit code, never a traceback. Commands with heavy
+    modules can be registered lazily: their module is imported only when that command runs (or help lists it),
+    so `incv4 render` does not pay for the launcher's imports."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = {}  # name -> (module, attribute)
+
+    def add_lazy_command(self, name: str, module: str, attribute: str) -> None:
+        self.lazy_commands[name] = (module, attribute)
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy_commands))
+
+    def get_command(self, ctx, name):
+        if name in self.lazy_commands and name not in self.commands:
+            import importlib
+
+            module, attribute = self.lazy_commands[name]
+            self.add_command(getattr(importlib.import_module(module), attribute), name)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx):
         try:
@@ -140,10 +160,13 @@ def _build(params: dict, namespace):
 def _dump(objects, output: str) -> str:
     import yaml
 
+    from incv4.trainer.recipe import SAFE_DUMPER
+
     if output == "json":
         body = objects[0] if len(objects) == 1 else {"apiVersion": "v1", "kind": "List", "items": list(objects)}
         return json.dumps(body, indent=2)
-    return "---\n".join(yaml.safe_dump(o, sort_keys=False, default_flow_style=False) for o in objects).rstrip("\n")
+    return "---\n".join(yaml.dump(o, Dumper=SAFE_DUMPER, sort_keys=False, default_flow_style=False)
+                         for o in objects).rstrip("\n")
 
 
 def _connect(namespace, kubeconfig, context):

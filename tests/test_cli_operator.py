@@ -32,6 +32,9 @@ def test_render_prints_the_configmap_and_the_job_as_yaml():
                                          recipe="inception_v4_ascend.yaml", recipe_overrides=("epoch_size=30",)), text)
     assert docs == expected
     assert result.stderr == ""
+    # libyaml's emitter (recipe.SAFE_DUMPER, for speed) prints exactly what PyYAML's own safe_dump prints
+    assert result.stdout.rstrip("\n") == "---\n".join(
+        yaml.safe_dump(o, sort_keys=False, default_flow_style=False) for o in expected).rstrip("\n")
 
 
 def test_render_json_is_a_list_and_submit_client_dry_run_prints_the_same():
@@ -100,15 +103,16 @@ def test_missing_image_and_name_are_named():
     assert result.exit_code == 2 and result.stderr.strip() == "error: name: missing (give --name)"
 
 
-def test_render_in_a_fresh_process_never_imports_mindspore_or_the_kubernetes_client():
+def test_render_in_a_fresh_process_never_imports_mindspore_the_kubernetes_client_or_the_launcher():
     """The console script's own code path, in a clean interpreter: render with the shipped Ascend recipe, then
-    check sys.modules (the CLI must stay fast on a laptop; timing is measured in bench, never asserted)."""
+    check sys.modules (the CLI must stay fast on a laptop; timing is measured in bench, never asserted). The
+    launcher's module is registered lazily: only `incv4 launch` imports it."""
     code = (
         "import sys\n"
         "from incv4.operator.cli import main\n"
         f"try:\n    main({['render', *BASE]!r})\n"
         "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
-        "loaded = sorted(m for m in ('mindspore', 'kubernetes', 'numpy') if m in sys.modules)\n"
+        "loaded = sorted(m for m in ('mindspore', 'kubernetes', 'numpy', 'incv4.trainer.launch') if m in sys.modules)\n"
         "print('LOADED', loaded, file=sys.stderr)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

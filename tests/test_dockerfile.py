@@ -77,9 +77,11 @@ def test_image_runs_the_command_line_the_renderer_uses():
 
 
 def test_every_flag_of_that_command_is_an_incv4_launch_option():
+    import click
+
     from incv4.operator.cli import main
 
-    launch = main.commands.get("launch")
+    launch = main.get_command(click.Context(main), "launch")  # as the console script resolves it (lazily)
     assert launch is not None, "incv4 launch is not registered"
     known = {opt for param in launch.params for opt in param.opts}
     specs = (default_spec(), jobspec.JobSpec(name="smoke", image="incv4", dataset_pvc="d", npus=2, chip="cpu",

@@ -72,12 +72,11 @@ def register(group: click.Group) -> None:
     group.add_command(validate_command)
     group.add_command(demo_data_command)
     group.add_command(demo_command)
-    try:
-        from incv4.trainer import launch
-    except ModuleNotFoundError as err:  # the launcher module is not installed in this tree yet
-        if err.name != "incv4.trainer.launch":
-            raise
+    if hasattr(group, "add_lazy_command"):  # the incv4 group: import the launcher only when `launch` runs
+        group.add_lazy_command("launch", "incv4.trainer.launch", "launch_command")
     else:
+        from incv4.trainer import launch
+
         group.add_command(launch.launch_command, "launch")
 
 

@@ -14,6 +14,10 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 
 import yaml
 
+# libyaml's emitter when PyYAML was built with it: the same text as yaml.safe_dump, ~20x faster (the bulk of
+# `incv4 render`'s own time was the Python emitter).
+SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
 
 class RecipeError(ValueError):
     """A recipe problem, described in one line that names the key."""
@@ -243,7 +247,7 @@ class Recipe(dict):
             raise AttributeError(item) from None
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(dict(self), sort_keys=False)
+        return yaml.dump(dict(self), Dumper=SAFE_DUMPER, sort_keys=False)
 
     @property
     def reference_global_batch(self) -> int:
