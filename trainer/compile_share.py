@@ -35,7 +35,8 @@ DEFAULT_TIMEOUT = 1800.0
 
 class CompileSharing:
     """Call `before_first_call(cell, *args)` once per compiled cell, just before its first call, on every worker of
-    the node in the same order. Inactive (does nothing) without the compile cache or with one worker per node."""
+    the node in the same order. Inactive (does nothing) without the compile cache, with one worker per node, or
+    (from_env) on a device other than the CPU."""
 
     def __init__(self, cache_root: Optional[str], rank: int, local_rank: int, local_workers: int,
                  timeout: float = DEFAULT_TIMEOUT, log: Callable[[str], None] = lambda _msg: None):
