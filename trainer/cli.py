@@ -67,17 +67,12 @@ def run_training(config, overrides, data_dir, workers, ckpt_path=None, no_resume
 
 
 def register(group: click.Group) -> None:
-    """Add the trainer's commands to the top-level `incv4` group."""
+    """Add the trainer's commands to the top-level `incv4` group (operator/cli.py's Incv4Group)."""
     group.add_command(train_command)
     group.add_command(validate_command)
     group.add_command(demo_data_command)
     group.add_command(demo_command)
-    if hasattr(group, "add_lazy_command"):  # the incv4 group: import the launcher only when `launch` runs
-        group.add_lazy_command("launch", "incv4.trainer.launch", "launch_command")
-    else:
-        from incv4.trainer import launch
-
-        group.add_command(launch.launch_command, "launch")
+    group.add_lazy_command("launch", "incv4.trainer.launch", "launch_command")  # its imports only for `launch`
 
 
 _config_option = click.option("--config", "-c", "config", required=True, type=click.Path(dir_okay=False),

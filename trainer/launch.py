@@ -37,7 +37,7 @@ from typing import IO, Iterable, List, Optional, Sequence
 
 import click
 
-from incv4.trainer import exit_codes
+from incv4.trainer import compile_share, exit_codes
 from incv4.trainer.topology import Topology, TopologyError, from_environment
 
 DEFAULT_CLUSTER_TIMEOUT = 600  # seconds; msrun's --cluster_time_out default
@@ -128,9 +128,10 @@ def worker_env(base: dict, topology: Topology, local_rank: int, cluster_timeout:
     rank = topology.rank(local_rank)
     env = dict(base)
     env.setdefault("GLOG_v", "2")  # WARNING: the cluster-ready line the watchdog looks for is logged at this level
-    if compile_cache and "MS_COMPILER_CACHE_ENABLE" not in env:
-        # MindSpore keeps one cache per rank below this path (rank_<id>/): a restart skips the graph compile.
-        env.update({"MS_COMPILER_CACHE_ENABLE": "1", "MS_COMPILER_CACHE_PATH": compile_cache})
+    if compile_cache and compile_share.ENABLE_ENV not in env:
+        # MindSpore keeps one cache per rank below this path (rank_<id>/): a restart skips the graph compile, and
+        # the workers of a node share one compile (compile_share.py reads the same two variables).
+        env.update({compile_share.ENABLE_ENV: "1", compile_share.PATH_ENV: compile_cache})
     env.update({
         "RANK_ID": str(rank),
         "RANK_SIZE": str(topology.world_size),
