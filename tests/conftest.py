@@ -1,11 +1,34 @@
 """Shared fixtures. Tests that need ../shared/schemas find it through `shared_schemas`."""
 import os
 import pathlib
+import shutil
+import tempfile
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
+# Free space the e2e tests need for their temporary files at any one time (the 8-rank launch test's checkpoints
+# and graph caches, measured at ~3 GB); below it, checkpoint writes fail and the tests that read them fail.
+E2E_DISK_NEEDED = 4 * 10**9
+_free_at_start = {}
+
+
+def _free_bytes() -> int:
+    return shutil.disk_usage(tempfile.gettempdir()).free
+
+
+def pytest_sessionstart(session):
+    _free_at_start["bytes"] = _free_bytes()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Name a short disk when there is one: its symptom (a checkpoint missing) is far from its cause."""
+    start, end = _free_at_start.get("bytes"), _free_bytes()
+    if start is not None and min(start, end) < E2E_DISK_NEEDED:
+        terminalreporter.write_line(
+            f"warning: {tempfile.gettempdir()} had {start / 1e9:.1f} GB free at the start and {end / 1e9:.1f} GB "
+            f"at the end; the e2e tests need about {E2E_DISK_NEEDED / 1e9:.0f} GB for checkpoints and graph caches")
 
 
 @pytest.fixture(scope="session")

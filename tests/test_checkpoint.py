@@ -111,6 +111,30 @@ def test_full_disk_is_one_clear_error_and_a_metric_and_the_previous_stays_newest
     assert checkpoint.read_manifest(str(tmp_path))[-1].global_step == 10
 
 
+def test_a_disk_too_small_for_the_kept_checkpoints_is_named_at_the_start(tmp_path, monkeypatch):
+    import shutil
+
+    net = _net(1.0)  # 3x2 weights + 2 biases, float32: 32 bytes a checkpoint
+    messages = []
+    writer = CheckpointWriter(str(tmp_path / "not-yet"), keep_max=3, log=messages.append)
+    usage = shutil.disk_usage(tmp_path)
+    asked = []
+
+    def disk_usage(path):
+        asked.append(path)
+        return usage._replace(free=free)
+
+    monkeypatch.setattr(shutil, "disk_usage", disk_usage)
+    free = 4 * 32  # exactly keep_max + 1 checkpoints
+    writer.warn_if_short_of_space(net)
+    assert messages == [] and asked == [str(tmp_path)]  # the disk the missing directory will be created on
+    free = 4 * 32 - 1
+    writer.warn_if_short_of_space(net)
+    assert len(messages) == 1 and "\n" not in messages[0]
+    assert messages[0].startswith(f"warning: {tmp_path / 'not-yet'} has 0.00 GB free;")
+    assert "keep_checkpoint_max 3" in messages[0]
+
+
 def test_without_a_manifest_complete_files_are_found_and_temporaries_ignored(tmp_path):
     writer = CheckpointWriter(str(tmp_path), keep_max=5, log=lambda m: None)
     writer.save(_net(1.0), Position(epoch=1, global_step=10))

@@ -120,3 +120,17 @@ def test_cli_errors_never_import_mindspore(repo_root, tmp_path):
             f"{str(tmp_path / 'absent')!r}, '--workers', '1']); "
             "assert r.exit_code == 2, r.output; assert 'mindspore' not in sys.modules, 'mindspore imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_a_demo_whose_training_wrote_no_checkpoint_says_so(tmp_path, monkeypatch):
+    # The trainer goes on when a checkpoint write fails (a full disk: its own error line says so); the demo reads
+    # its result from the checkpoint manifest, so it must name the missing checkpoint, not a missing evaluation.
+    from incv4.trainer import cli as trainer_cli
+
+    calls = []
+    monkeypatch.setattr(trainer_cli, "run_training", lambda *args, **kwargs: calls.append(args) or 0)
+    result = _run("demo", "--work-dir", str(tmp_path / "demo"), "--train-per-class", "1", "--val-per-class", "1")
+    assert len(calls) == 1 and result.exit_code == 1, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"error: the demo finished but wrote no checkpoint in {tmp_path / 'demo' / 'ckpt'}, so no "
+                     f"evaluation was recorded (see the checkpoint error above)"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -107,8 +108,11 @@ def story(tmp_path_factory, repo_root):
         b.kill()
         runs["after_b"] = sorted(os.listdir(ckpt))
 
-        runs["c"] = Run(args).finish()
-        newest = checkpoint.candidates(str(ckpt))[0]
+        c = runs["c"] = Run(args).finish()
+        found = checkpoint.candidates(str(ckpt))
+        assert found, (f"run C (exit {c.code}) left no checkpoint in {ckpt}; its last lines:\n"
+                       + "\n".join(c.lines[-15:]) + "\n" + c.stderr[-3000:])
+        newest = found[0]
         runs["newest"] = newest
         validate = subprocess.run(_incv4() + ["validate", "-c", str(repo_root / "configs/inception_v4_cpu_demo.yaml"),
                                               "--data-dir", str(data), "--ckpt-path", str(ckpt / newest.name),
@@ -120,6 +124,8 @@ def story(tmp_path_factory, repo_root):
         for run in runs.values():
             if isinstance(run, Run) and run.proc.poll() is None:
                 run.kill()
+        # ~1 GB of checkpoints and graph caches: a CI machine that runs the suite again and again must not fill up
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def test_progress_lines_show_epoch_step_loss_lr_speed_and_eta(story):

@@ -204,6 +204,28 @@ class CheckpointWriter:
         self.metrics = metrics
         self.log = log
 
+    def warn_if_short_of_space(self, save_obj) -> None:
+        """Say at the start, in one line, when the disk cannot hold the checkpoints this run will keep (each is
+        the weights plus the optimizer's moments: ~340 MB for InceptionV4), instead of only failing at the first
+        save, hours in. A warning, not an error: space may be freed while the run goes on."""
+        import shutil
+
+        checkpoint_bytes = sum(int(p.nbytes) for p in save_obj.get_parameters())
+        existing = sum(os.path.getsize(os.path.join(self.directory, e.name)) for e in _scan(self.directory))
+        # the newest keep_max stay, and a new one is written before the oldest is pruned
+        needed = checkpoint_bytes * (self.keep_max + 1) - existing
+        probe = self.directory
+        while not os.path.isdir(probe) and os.path.dirname(probe) != probe:
+            probe = os.path.dirname(probe)  # the directory may not exist yet: ask about the disk it will be on
+        try:
+            free = shutil.disk_usage(probe).free
+        except OSError:
+            return
+        if free < needed:
+            self.log(f"warning: {self.directory} has {_gigabytes(free)} free; each checkpoint takes "
+                     f"{_gigabytes(checkpoint_bytes)} and keep_checkpoint_max {self.keep_max} needs up to "
+                     f"{_gigabytes(max(needed, 0))} more: checkpoints will fail once the disk is full")
+
     def save(self, save_obj, position: Position, extra: Optional[dict] = None) -> Optional[str]:
         """Save `save_obj` (a Cell or a parameter list) at `position`. Returns the path, or None when the write
         failed (logged and counted; the previous checkpoint stays the newest)."""
@@ -249,6 +271,10 @@ class CheckpointWriter:
         if self.metrics is not None:
             self.metrics.checkpoint_saved(time.monotonic() - started)
         return final
+
+
+def _gigabytes(count: int) -> str:
+    return f"{count / 1e9:.2f} GB"
 
 
 def _describe(err: BaseException) -> str:

@@ -366,6 +366,8 @@ def _train(recipe, rank: int, rank_size: int, stop: StopRequest, resume: bool, s
 
     writer = checkpoint.CheckpointWriter(ckpt_dir, recipe.keep_checkpoint_max, metrics=metric, log=log) \
         if rank == 0 else None
+    if writer is not None:
+        writer.warn_if_short_of_space(train_step)
     recalibrator = BatchNormRecalibrator(network) if recipe.bn_recalibrate_steps > 0 else None
     nan_steps = nan_steps_from_env()
     one = ms.Tensor(np.float32(1.0))
