@@ -23,6 +23,7 @@ LEVERS = {
     "v_loss_check": ("incv4", ["--step", "v:loss_check"]),
     "v_no_branch": ("incv4", ["--step", "v:no_branch"]),
     "v_no_check": ("incv4", ["--step", "v:no_check"]),
+    "graph_kernel": ("incv4", ["--graph-kernel"]),        # MindSpore's graph kernel fusion (AKG)
     "fused_1x1": ("incv4", ["--model", "fused_1x1"]),  # sibling 1x1 convs as one conv (bench/experiments)
     "mindcv": ("mindcv", []),
     "mindcv_threads2": ("mindcv", ["--threads", "2"]),

@@ -133,6 +133,10 @@ def test_a_disk_too_small_for_the_kept_checkpoints_is_named_at_the_start(tmp_pat
     assert len(messages) == 1 and "\n" not in messages[0]
     assert messages[0].startswith(f"warning: {tmp_path / 'not-yet'} has 0.00 GB free;")
     assert "keep_checkpoint_max 3" in messages[0]
+    monkeypatch.chdir(tmp_path)  # a relative ckpt_save_dir, as in the recipes: the disk of the working directory
+    asked.clear()
+    CheckpointWriter("ckpt/run", keep_max=3, log=messages.append).warn_if_short_of_space(net)
+    assert asked == [str(tmp_path)] and len(messages) == 2
 
 
 def test_without_a_manifest_complete_files_are_found_and_temporaries_ignored(tmp_path):

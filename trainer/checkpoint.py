@@ -214,7 +214,7 @@ class CheckpointWriter:
         existing = sum(os.path.getsize(os.path.join(self.directory, e.name)) for e in _scan(self.directory))
         # the newest keep_max stay, and a new one is written before the oldest is pruned
         needed = checkpoint_bytes * (self.keep_max + 1) - existing
-        probe = self.directory
+        probe = os.path.abspath(self.directory)
         while not os.path.isdir(probe) and os.path.dirname(probe) != probe:
             probe = os.path.dirname(probe)  # the directory may not exist yet: ask about the disk it will be on
         try:
