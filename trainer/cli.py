@@ -187,12 +187,12 @@ def demo_command(work_dir, workers, train_per_class, val_per_class, overrides, m
         click.echo(f"error: the demo training exited with code {code}", err=True)
         sys.exit(code)
     entries = checkpoint.read_manifest(ckpt_dir)
-    top1 = entries[-1].extra.get("top1") if entries else None
-    chance = 1.0 / recipe.num_classes
     if not entries:  # the training goes on when a checkpoint write fails; its error line above says why
         click.echo(f"error: the demo finished but wrote no checkpoint in {ckpt_dir}, so no evaluation was "
                    f"recorded (see the checkpoint error above)", err=True)
         sys.exit(1)
+    top1 = entries[-1].extra.get("top1")
+    chance = 1.0 / recipe.num_classes
     if top1 is None:
         click.echo("error: the demo finished but recorded no evaluation", err=True)
         sys.exit(1)
