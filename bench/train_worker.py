@@ -200,8 +200,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads; 0 = the framework default")
     parser.add_argument("--compile-cache", default="", help="a directory: enable MindSpore's compile cache there")
     parser.add_argument("--dispatch-threads", type=int, default=0, help="MindSpore runtime threads; 0 = default")
-    parser.add_argument("--graph-kernel", action="store_true", help="enable MindSpore's graph kernel fusion (its AKG compiler imports `decorator`: "
-                             "pip install decorator first)")
+    parser.add_argument("--graph-kernel", action="store_true",
+                        help="enable MindSpore's graph kernel fusion (its AKG compiler imports `decorator`: "
+                             "pip install decorator first; it writes akg_kernel_meta/ in the working directory)")
     parser.add_argument("--step", choices=("trainer", "plain", "v:trainer", "v:loss_check", "v:no_branch",
                                            "v:no_check"), default="trainer",
                         help="incv4 side: the train step incv4's trainer builds, or MindSpore's plain "
