@@ -61,13 +61,18 @@ def measure(size: int, batch: int, rounds: int, steps_per_round: int, variants=N
     return out
 
 
-def measure_compile(size: int, batch: int, rounds: int, sides=("incv4", "mindcv"), log=print) -> dict:
-    """Compile (first-step) seconds of each side in `rounds` fresh processes, alternating which side goes first."""
-    samples: dict = {side: [] for side in sides}
+def measure_compile(size: int, batch: int, rounds: int, sides=("incv4", "mindcv"), log=print,
+                    variants=None) -> dict:
+    """Compile (first-step) seconds of each side in `rounds` fresh processes, alternating which side goes first.
+    variants: {label: (side, [extra worker args])} instead of `sides` as they ship (bench/levers.py)."""
+    variants = variants or {side: (side, []) for side in sides}
+    labels = tuple(variants)
+    samples: dict = {label: [] for label in labels}
     for r in range(rounds):
-        for side in (sides if r % 2 == 0 else tuple(reversed(sides))):
-            worker = Worker(_python(side), "bench.train_worker", ["--side", side, "--size", str(size),
-                            "--batch", str(batch)], CACHE_DIR / "logs" / f"compile_{side}_{size}.log")
+        for side in (labels if r % 2 == 0 else tuple(reversed(labels))):
+            kind, extra_args = variants[side]
+            worker = Worker(_python(kind), "bench.train_worker", ["--side", kind, "--size", str(size),
+                            "--batch", str(batch), *extra_args], CACHE_DIR / "logs" / f"compile_{side}_{size}.log")
             try:
                 worker.read()
                 samples[side].append(worker.ask("compile")["compile_s"])

@@ -25,6 +25,7 @@ LEVERS = {
     "v_no_check": ("incv4", ["--step", "v:no_check"]),
     "graph_kernel": ("incv4", ["--graph-kernel"]),        # MindSpore's graph kernel fusion (AKG)
     "fused_1x1": ("incv4", ["--model", "fused_1x1"]),  # sibling 1x1 convs as one conv (bench/experiments)
+    "decay_in_kernel": ("incv4", ["--optimizer", "decay_in_kernel"]),  # weight decay inside ops.SGD
     "mindcv": ("mindcv", []),
     "mindcv_threads2": ("mindcv", ["--threads", "2"]),
     "timm": ("timm", []),
@@ -60,16 +61,20 @@ def pipeline_levers(rounds: int, workers_list=(1, 2)) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("levers", nargs="*", default=["threads2", "plain_step"])
+    parser.add_argument("levers", nargs="*", help="default: threads2 plain_step (none with --compile)")
     parser.add_argument("--size", type=int, default=75)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=2, help="steps per side per round")
     parser.add_argument("--pipeline", action="store_true", help="the input-pipeline levers instead")
     parser.add_argument("--compile", action="store_true",
-                        help="compile time only: incv4 vs MindCV in fresh processes, alternating, --rounds each")
+                        help="compile time only: incv4, the levers given and MindCV in fresh processes, "
+                             "alternating, --rounds each")
     parser.add_argument("--no-lock", action="store_true", help="the caller holds /tmp/incv4-heavy.lock")
     args = parser.parse_args(argv)
+    for name in args.levers:
+        if name not in LEVERS:
+            parser.error(f"unknown lever {name!r}; choose from {', '.join(LEVERS)}")
     if args.pipeline:
         with heavy_lock(not args.no_lock):
             pipeline_levers(args.rounds)
@@ -78,14 +83,16 @@ def main(argv=None) -> int:
         from bench.case_train_step import measure_compile
 
         with heavy_lock(not args.no_lock):
-            samples = measure_compile(args.size, args.batch, args.rounds, log=lambda m: print(m, flush=True))
+            variants = {"incv4": ("incv4", [])}
+            variants.update({name: LEVERS[name] for name in args.levers})
+            variants.setdefault("mindcv", LEVERS["mindcv"])
+            samples = measure_compile(args.size, args.batch, args.rounds, log=lambda m: print(m, flush=True),
+                                      variants=variants)
         for side, values in samples.items():
             print(f"{side:8} compile s median {median(values):.1f}  samples {[round(v, 1) for v in values]}")
         return 0
     variants = {"incv4": ("incv4", [])}
-    for name in args.levers:
-        if name not in LEVERS:
-            parser.error(f"unknown lever {name!r}; choose from {', '.join(LEVERS)}")
+    for name in args.levers or ["threads2", "plain_step"]:
         variants[name] = LEVERS[name]
     with heavy_lock(not args.no_lock):
         res = measure(args.size, args.batch, args.rounds, args.steps, variants=variants,

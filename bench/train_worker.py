@@ -169,6 +169,10 @@ def _build_incv4_parts(args):
     loss = incv4_optim.create_loss(recipe)
     schedule = incv4_optim.create_lr_schedule(recipe, STEPS_PER_EPOCH)
     opt = incv4_optim.create_optimizer(net, recipe, schedule)
+    if args.optimizer == "decay_in_kernel":  # lever: weight decay inside ops.SGD (bench/experiments)
+        from bench.experiments import fused_sgd_optimizer
+
+        opt = fused_sgd_optimizer.create_optimizer(net, recipe, schedule)
     if args.step == "plain":
         import mindspore.nn as nn
 
@@ -208,6 +212,8 @@ def main(argv=None):
                         help="incv4 side: the train step incv4's trainer builds, or MindSpore's plain "
                              "TrainOneStepCell(WithLossCell), or v:X a variant from bench/step_variants.py "
                              "(lever experiments)")
+    parser.add_argument("--optimizer", choices=("incv4", "decay_in_kernel"), default="incv4",
+                        help="incv4's optimizer, or bench/experiments/fused_sgd_optimizer.py's")
     parser.add_argument("--model", choices=("incv4", "fused_1x1"), default="incv4",
                         help="incv4 side: trainer/model.py, or the fused-1x1 experiment (a lever)")
     args = parser.parse_args(argv)
