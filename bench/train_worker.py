@@ -195,7 +195,7 @@ def _build_incv4_parts(args):
     return step, x, y
 
 
-def main(argv=None):
+def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--side", choices=("incv4", "mindcv", "timm"), required=True)
     parser.add_argument("--size", type=int, required=True)
@@ -216,7 +216,11 @@ def main(argv=None):
                         help="incv4's optimizer, or bench/experiments/fused_sgd_optimizer.py's")
     parser.add_argument("--model", choices=("incv4", "fused_1x1"), default="incv4",
                         help="incv4 side: trainer/model.py, or the fused-1x1 experiment (a lever)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = argument_parser().parse_args(argv)
     try:
         t0 = time.perf_counter()
         one_step, info = build(args)

@@ -54,6 +54,8 @@ class DecayInKernelMomentum(nn.Optimizer):
 
 
 def create_optimizer(network, recipe, lr_schedule):
+    """The lever in place of incv4.trainer.optim.create_optimizer for the shipped recipes (opt momentum, no
+    Nesterov, filter_bias_and_bn on); other recipe options are not handled here."""
     from incv4.trainer.optim import no_weight_decay, optimizer_loss_scale
 
     params = network.trainable_params()

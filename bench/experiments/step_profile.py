@@ -1,8 +1,8 @@
-"""Per-kernel profile of one side's train step (MindSpore's profiler on the CPU backend):
-`python -m bench.experiments.step_profile --side incv4 --size 75 [--steps 3] [--optimizer decay_in_kernel]`.
-Builds the step exactly as bench/train_worker.py does, compiles, warms up 2 steps, profiles --steps steps and
-prints milliseconds per step by kernel type (from the profiler's cpu_op_type_info CSV). The machine must be
-otherwise idle. Output under bench/.cache/profile-<side>-<size>/."""
+"""Per-kernel profile of one MindSpore side's train step (MindSpore's profiler on the CPU backend):
+`python -m bench.experiments.step_profile --side incv4 --size 75 [--steps 3] [train_worker flags, e.g.
+--optimizer decay_in_kernel]`. Builds the step exactly as bench/train_worker.py does (its flags), compiles,
+warms up 2 steps, profiles --steps steps and prints milliseconds per step by kernel type (from the profiler's
+cpu_op_type_info CSV). The machine must be otherwise idle. Output under bench/.cache/profile-<side>-<size>/."""
 from __future__ import annotations
 
 import argparse
@@ -25,15 +25,10 @@ def summarise(csv_path, steps: int, top: int = 20) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--side", choices=("incv4", "mindcv"), default="incv4")
-    parser.add_argument("--size", type=int, default=75)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--optimizer", default="incv4")
-    args = parser.parse_args(argv)
-    worker_args = argparse.Namespace(side=args.side, size=args.size, batch=args.batch, jit_level="", threads=0,
-                                     compile_cache="", dispatch_threads=0, graph_kernel=False, model="incv4",
-                                     step="trainer", optimizer=args.optimizer)
+    parser.add_argument("--steps", type=int, default=3, help="profiled steps")
+    args, worker_argv = parser.parse_known_args(argv)
+    # every other flag (--side, --size, --batch, --optimizer, ...) builds the step as bench/train_worker.py does
+    worker_args = train_worker.argument_parser().parse_args(worker_argv)
     one_step, _ = train_worker.build(worker_args)
     t0 = time.perf_counter()
     one_step()
@@ -42,7 +37,7 @@ def main(argv=None) -> int:
         one_step()
     from mindspore.profiler import Profiler
 
-    out = CACHE_DIR / f"profile-{args.side}-{args.size}"
+    out = CACHE_DIR / f"profile-{worker_args.side}-{worker_args.size}"
     profiler = Profiler(output_path=str(out))
     t0 = time.perf_counter()
     for _ in range(args.steps):
