@@ -56,10 +56,8 @@ class DecayInKernelMomentum(nn.Optimizer):
 def create_optimizer(network, recipe, lr_schedule):
     """The lever in place of incv4.trainer.optim.create_optimizer for the shipped recipes (opt momentum, no
     Nesterov, filter_bias_and_bn on); other recipe options are not handled here."""
-    from incv4.trainer.optim import no_weight_decay, optimizer_loss_scale
+    from incv4.trainer.optim import optimizer_loss_scale, parameter_groups
 
-    params = network.trainable_params()
-    decayed = [p for p in params if not no_weight_decay(p.name)]
-    undecayed = [p for p in params if no_weight_decay(p.name)]
-    return DecayInKernelMomentum(decayed, undecayed, lr_schedule, recipe["momentum"], recipe["weight_decay"],
-                                 optimizer_loss_scale(recipe))
+    decayed, undecayed, _ = parameter_groups(network.trainable_params(), recipe["weight_decay"], True)
+    return DecayInKernelMomentum(decayed["params"], undecayed["params"], lr_schedule, recipe["momentum"],
+                                 recipe["weight_decay"], optimizer_loss_scale(recipe))

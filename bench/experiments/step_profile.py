@@ -14,7 +14,8 @@ from bench.common import CACHE_DIR
 
 
 def summarise(csv_path, steps: int, top: int = 20) -> None:
-    rows = list(csv.DictReader(open(csv_path)))
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
     total = sum(float(r["total_compute_time"]) for r in rows) / steps
     print(f"kernel time {total:.0f} ms/step")
     print(f"{'kernel':24} {'per step':>8} {'ms/step':>8} {'share':>6}")
