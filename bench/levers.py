@@ -25,7 +25,9 @@ LEVERS = {
     "v_no_check": ("incv4", ["--step", "v:no_check"]),
     "graph_kernel": ("incv4", ["--graph-kernel"]),        # MindSpore's graph kernel fusion (AKG)
     "fused_1x1": ("incv4", ["--model", "fused_1x1"]),  # sibling 1x1 convs as one conv (bench/experiments)
+    "lean_blocks": ("incv4", ["--model", "lean_blocks"]),  # BasicConv2d calls its primitives (bench/experiments)
     "decay_in_kernel": ("incv4", ["--optimizer", "decay_in_kernel"]),  # weight decay inside ops.SGD
+    "unrolled_momentum": ("incv4", ["--optimizer", "unrolled"]),  # nn.Momentum's update as one unrolled loop
     "mindcv": ("mindcv", []),
     "mindcv_threads2": ("mindcv", ["--threads", "2"]),
     "timm": ("timm", []),
@@ -89,7 +91,10 @@ def main(argv=None) -> int:
             samples = measure_compile(args.size, args.batch, args.rounds, log=lambda m: print(m, flush=True),
                                       variants=variants)
         for side, values in samples.items():
-            print(f"{side:8} compile s median {median(values):.1f}  samples {[round(v, 1) for v in values]}")
+            done = [v for v in values if v is not None]  # None: that sample failed (its log says why)
+            shown = f"{median(done):.1f}" if done else "-"
+            rounded = [None if v is None else round(v, 1) for v in values]
+            print(f"{side:8} compile s median {shown}  samples {rounded}")
         return 0
     variants = {"incv4": ("incv4", [])}
     for name in args.levers or ["threads2", "plain_step"]:

@@ -165,6 +165,10 @@ def _build_incv4_parts(args):
         from bench.experiments import inceptionv4_fused_1x1
 
         factory = inceptionv4_fused_1x1.inception_v4
+    elif args.model == "lean_blocks":  # lever: BasicConv2d calls its primitives itself (bench/experiments)
+        from bench.experiments import lean_blocks
+
+        factory = lean_blocks.inception_v4
     net = factory(num_classes=recipe.num_classes, drop_rate=recipe.drop_rate, bn_momentum=recipe.bn_momentum)
     loss = incv4_optim.create_loss(recipe)
     schedule = incv4_optim.create_lr_schedule(recipe, STEPS_PER_EPOCH)
@@ -173,6 +177,10 @@ def _build_incv4_parts(args):
         from bench.experiments import fused_sgd_optimizer
 
         opt = fused_sgd_optimizer.create_optimizer(net, recipe, schedule)
+    elif args.optimizer == "unrolled":  # lever: nn.Momentum's update as one unrolled loop (bench/experiments)
+        from bench.experiments import unrolled_momentum
+
+        opt = unrolled_momentum.create_optimizer(net, recipe, schedule)
     if args.step == "plain":
         import mindspore.nn as nn
 
@@ -212,10 +220,11 @@ def argument_parser() -> argparse.ArgumentParser:
                         help="incv4 side: the train step incv4's trainer builds, or MindSpore's plain "
                              "TrainOneStepCell(WithLossCell), or v:X a variant from bench/step_variants.py "
                              "(lever experiments)")
-    parser.add_argument("--optimizer", choices=("incv4", "decay_in_kernel"), default="incv4",
-                        help="incv4's optimizer, or bench/experiments/fused_sgd_optimizer.py's")
-    parser.add_argument("--model", choices=("incv4", "fused_1x1"), default="incv4",
-                        help="incv4 side: trainer/model.py, or the fused-1x1 experiment (a lever)")
+    parser.add_argument("--optimizer", choices=("incv4", "decay_in_kernel", "unrolled"), default="incv4",
+                        help="incv4's optimizer, or a lever from bench/experiments "
+                             "(fused_sgd_optimizer.py, unrolled_momentum.py)")
+    parser.add_argument("--model", choices=("incv4", "fused_1x1", "lean_blocks"), default="incv4",
+                        help="incv4 side: trainer/model.py, or a model lever from bench/experiments")
     return parser
 
 

@@ -6,7 +6,7 @@ import pytest
 ms = pytest.importorskip("mindspore")
 from mindspore import Tensor, nn  # noqa: E402
 
-from bench.experiments import fused_sgd_optimizer  # noqa: E402
+from bench.experiments import fused_sgd_optimizer, unrolled_momentum  # noqa: E402
 from incv4.trainer import optim, recipe  # noqa: E402
 
 
@@ -38,3 +38,43 @@ def test_weight_decay_inside_the_sgd_kernel_updates_like_incv4s_momentum():
     for name in ours:
         assert not np.array_equal(ours[name], initial[name]), f"{name} did not move"
         np.testing.assert_allclose(lever[name], ours[name], rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+@pytest.mark.parametrize("overrides", [["weight_decay=0.01"],
+                                       # a fixed loss scale the optimizer divides out (and pre-scales wd by)
+                                       ["weight_decay=0.01", "loss_scale=64", "loss_scale_type=fixed",
+                                        "drop_overflow_update=false"]])
+def test_unrolled_momentum_updates_like_incv4s_momentum(overrides):
+    r = recipe.load(recipe.shipped_path("inception_v4_ascend.yaml"), overrides=overrides)
+    lrs = [0.1, 0.2, 0.3]
+    initial = {p.name: p.asnumpy().copy() for p in _tiny_net().trainable_params()}
+    ours = _train(lambda net: optim.create_optimizer(net, r, lrs))
+    lever = _train(lambda net: unrolled_momentum.create_optimizer(net, r, lrs))
+    assert set(ours) == set(lever) == set(initial)
+    for name in ours:
+        assert not np.array_equal(ours[name], initial[name]), f"{name} did not move"
+        np.testing.assert_allclose(lever[name], ours[name], rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+def test_lean_blocks_compute_what_incv4s_model_computes_and_leave_the_model_module_alone():
+    from bench.experiments import lean_blocks
+    from incv4.trainer import model
+
+    ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
+    ours = model.inception_v4(num_classes=5, drop_rate=0.0)
+    lean = lean_blocks.inception_v4(num_classes=5, drop_rate=0.0)
+    assert model.BasicConv2d is not lean_blocks.LeanBasicConv2d  # put back after the build
+    assert not any(isinstance(c, lean_blocks.LeanBasicConv2d) for _, c in ours.cells_and_names())
+    lean_cells = [c for _, c in lean.cells_and_names() if isinstance(c, model.BasicConv2d)]
+    assert len(lean_cells) == 149 and all(isinstance(c, lean_blocks.LeanBasicConv2d) for c in lean_cells)
+    assert [p.name for p in lean.get_parameters()] == [p.name for p in ours.get_parameters()]
+    ms.load_param_into_net(lean, ours.parameters_dict(), strict_load=True)
+    x = Tensor(np.random.default_rng(2).standard_normal((2, 3, 75, 75)).astype(np.float32))
+    for train in (False, True):  # eval: moving statistics; train: batch statistics and their update
+        ours.set_train(train)
+        lean.set_train(train)
+        np.testing.assert_allclose(lean(x).asnumpy(), ours(x).asnumpy(), rtol=1e-5, atol=1e-5)
+    moving = "features.0.conv2d_1a_3x3.bn.moving_mean"
+    np.testing.assert_allclose(lean.parameters_dict()[moving].asnumpy(), ours.parameters_dict()[moving].asnumpy(),
+                               rtol=1e-6, atol=1e-7)
+    assert np.abs(ours.parameters_dict()[moving].asnumpy()).max() > 0
