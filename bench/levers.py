@@ -25,6 +25,7 @@ LEVERS = {
     "v_no_check": ("incv4", ["--step", "v:no_check"]),
     "graph_kernel": ("incv4", ["--graph-kernel"]),        # MindSpore's graph kernel fusion (AKG)
     "fused_1x1": ("incv4", ["--model", "fused_1x1"]),  # sibling 1x1 convs as one conv (bench/experiments)
+    "split_graphs": ("incv4", ["--step", "split"]),  # fwd+bwd and optimizer as two graphs (bench/experiments)
     "lean_blocks": ("incv4", ["--model", "lean_blocks"]),  # BasicConv2d calls its primitives (bench/experiments)
     "decay_in_kernel": ("incv4", ["--optimizer", "decay_in_kernel"]),  # weight decay inside ops.SGD
     "unrolled_momentum": ("incv4", ["--optimizer", "unrolled"]),  # nn.Momentum's update as one unrolled loop

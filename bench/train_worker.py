@@ -186,6 +186,10 @@ def _build_incv4_parts(args):
 
         step = nn.TrainOneStepCell(nn.WithLossCell(net, loss), opt)
         step.set_train()
+    elif args.step == "split":  # lever: fwd+bwd and the optimizer as two graphs (bench/experiments)
+        from bench.experiments import split_graphs
+
+        step = split_graphs.SplitStep(net, loss, opt).set_train()
     elif args.step.startswith("v:"):
         import mindspore as ms
         import numpy as np
@@ -215,11 +219,11 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--graph-kernel", action="store_true",
                         help="enable MindSpore's graph kernel fusion (its AKG compiler imports `decorator`: "
                              "pip install decorator first; it writes akg_kernel_meta/ in the working directory)")
-    parser.add_argument("--step", choices=("trainer", "plain", "v:trainer", "v:loss_check", "v:no_branch",
-                                           "v:no_check"), default="trainer",
+    parser.add_argument("--step", choices=("trainer", "plain", "split", "v:trainer", "v:loss_check",
+                                           "v:no_branch", "v:no_check"), default="trainer",
                         help="incv4 side: the train step incv4's trainer builds, or MindSpore's plain "
-                             "TrainOneStepCell(WithLossCell), or v:X a variant from bench/step_variants.py "
-                             "(lever experiments)")
+                             "TrainOneStepCell(WithLossCell), or split (bench/experiments/split_graphs.py), or "
+                             "v:X a variant from bench/step_variants.py (lever experiments)")
     parser.add_argument("--optimizer", choices=("incv4", "decay_in_kernel", "unrolled"), default="incv4",
                         help="incv4's optimizer, or a lever from bench/experiments "
                              "(fused_sgd_optimizer.py, unrolled_momentum.py)")

@@ -6,7 +6,7 @@ import pytest
 ms = pytest.importorskip("mindspore")
 from mindspore import Tensor, nn  # noqa: E402
 
-from bench.experiments import fused_sgd_optimizer, unrolled_momentum  # noqa: E402
+from bench.experiments import fused_sgd_optimizer, split_graphs, unrolled_momentum  # noqa: E402
 from incv4.trainer import optim, recipe  # noqa: E402
 
 
@@ -16,10 +16,14 @@ def _tiny_net():
                              nn.Dense(4 * 8 * 8, 5))
 
 
-def _train(build_optimizer, steps=3):
+def _one_graph_step(net, loss_fn, optimizer):
+    return nn.TrainOneStepCell(nn.WithLossCell(net, loss_fn), optimizer)
+
+
+def _train(build_optimizer, steps=3, build_step=_one_graph_step):
     ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
     net = _tiny_net()
-    step = nn.TrainOneStepCell(nn.WithLossCell(net, nn.CrossEntropyLoss()), build_optimizer(net))
+    step = build_step(net, nn.CrossEntropyLoss(), build_optimizer(net))
     rng = np.random.default_rng(0)
     x = Tensor(rng.standard_normal((2, 3, 8, 8)).astype(np.float32))
     y = Tensor(np.array([1, 3], np.int32))
@@ -78,3 +82,18 @@ def test_lean_blocks_compute_what_incv4s_model_computes_and_leave_the_model_modu
     np.testing.assert_allclose(lean.parameters_dict()[moving].asnumpy(), ours.parameters_dict()[moving].asnumpy(),
                                rtol=1e-6, atol=1e-7)
     assert np.abs(ours.parameters_dict()[moving].asnumpy()).max() > 0
+
+
+def test_split_graphs_train_like_one_graph():
+    r = recipe.load(recipe.shipped_path("inception_v4_ascend.yaml"), overrides=["weight_decay=0.01"])
+    lrs = [0.1, 0.2, 0.3]
+    initial = {p.name: p.asnumpy().copy() for p in _tiny_net().trainable_params()}
+    one = _train(lambda net: optim.create_optimizer(net, r, lrs),
+                 build_step=lambda *parts: _one_graph_step(*parts).set_train())
+    split = _train(lambda net: optim.create_optimizer(net, r, lrs),
+                   build_step=lambda *parts: split_graphs.SplitStep(*parts).set_train())
+    assert set(one) == set(split) == set(initial)
+    for name in one:
+        # in train mode BatchNorm subtracts the batch mean, so the conv bias in front of it gets no gradient
+        assert name == "0.bias" or not np.array_equal(one[name], initial[name]), f"{name} did not move"
+        np.testing.assert_allclose(split[name], one[name], rtol=1e-6, atol=1e-7, err_msg=name)
