@@ -5,6 +5,7 @@ Same parameters (the sub-cells still own them, so names and checkpoints are unch
 what goes is the per-block front-end work graph mode does at compile time: three cell graphs to parse and
 inline, and nn.BatchNorm2d's shape checks (`_check_input_dim`, a compile-time evaluated function, and the
 rank-2/3 reshape branches). The question it answers: how much of the single-process compile time is that.
+Answer (bench/FINDINGS.md, session 7): none measurable (33.6 vs 33.4 s). Not adopted.
 """
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ update) instead of one (MindSpore's TrainOneStepCell, lever `plain_step`, is the
 Same computation; the gradients cross from one graph to the other as 449 output tensors. The question it
 answers: does MindSpore's compile cost grow faster than the graph, so that two halves compile in less time than
 the whole (the costly passes, renormalize and the substitution rounds, run over the whole inlined graph)?
+Answer (bench/FINDINGS.md, session 7): no (34.9 vs 33.8 s). Not adopted.
 """
 from __future__ import annotations
 

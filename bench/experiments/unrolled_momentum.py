@@ -6,9 +6,11 @@ Same state (it subclasses nn.Momentum: parameters, moments, global_step and thei
 and the same kernels per parameter (Mul + AddN for the decayed ones, a Mul when the loss scale is not 1,
 ApplyMomentum); only the front-end graph that the compiler has to specialise and inline is smaller. The question
 it answers: how much of the single-process compile time is the optimizer's generic map machinery.
+Answer (bench/FINDINGS.md, session 7): none; the unrolled loop compiles ~45 % slower. Not adopted.
 """
 from __future__ import annotations
 
+import mindspore as ms
 from mindspore import nn, ops
 
 
@@ -36,8 +38,6 @@ class UnrolledMomentum(nn.Momentum):
 def create_optimizer(network, recipe, lr_schedule):
     """The lever in place of incv4.trainer.optim.create_optimizer for `opt: momentum` recipes."""
     from incv4.trainer.optim import optimizer_loss_scale, parameter_groups
-
-    import mindspore as ms
 
     # graph mode unrolls the loop as a chain of calls, one per parameter: InceptionV4's 449 exceed the default
     # depth limit of 1000
