@@ -32,16 +32,22 @@ def _train(build_optimizer, steps=3, build_step=_one_graph_step):
     return {p.name: p.asnumpy().copy() for p in net.trainable_params()}
 
 
+def _assert_same_training(reference, lever, unmoved=()):
+    """Both runs moved every parameter (except `unmoved`) from the shared initial values, to the same values."""
+    initial = {p.name: p.asnumpy() for p in _tiny_net().trainable_params()}
+    assert set(reference) == set(lever) == set(initial)
+    for name in reference:
+        assert name in unmoved or not np.array_equal(reference[name], initial[name]), f"{name} did not move"
+        np.testing.assert_allclose(lever[name], reference[name], rtol=1e-6, atol=1e-7, err_msg=name)
+
+
 def test_weight_decay_inside_the_sgd_kernel_updates_like_incv4s_momentum():
     r = recipe.load(recipe.shipped_path("inception_v4_ascend.yaml"), overrides=["weight_decay=0.01"])
     lrs = [0.1, 0.2, 0.3]
-    initial = {p.name: p.asnumpy().copy() for p in _tiny_net().trainable_params()}
     ours = _train(lambda net: optim.create_optimizer(net, r, lrs))
     lever = _train(lambda net: fused_sgd_optimizer.create_optimizer(net, r, lrs))
-    assert set(ours) == set(lever) == {"0.weight", "0.bias", "1.gamma", "1.beta", "4.weight", "4.bias"}
-    for name in ours:
-        assert not np.array_equal(ours[name], initial[name]), f"{name} did not move"
-        np.testing.assert_allclose(lever[name], ours[name], rtol=1e-6, atol=1e-7, err_msg=name)
+    assert set(ours) == {"0.weight", "0.bias", "1.gamma", "1.beta", "4.weight", "4.bias"}
+    _assert_same_training(ours, lever)
 
 
 @pytest.mark.parametrize("overrides", [["weight_decay=0.01"],
@@ -51,13 +57,9 @@ def test_weight_decay_inside_the_sgd_kernel_updates_like_incv4s_momentum():
 def test_unrolled_momentum_updates_like_incv4s_momentum(overrides):
     r = recipe.load(recipe.shipped_path("inception_v4_ascend.yaml"), overrides=overrides)
     lrs = [0.1, 0.2, 0.3]
-    initial = {p.name: p.asnumpy().copy() for p in _tiny_net().trainable_params()}
     ours = _train(lambda net: optim.create_optimizer(net, r, lrs))
     lever = _train(lambda net: unrolled_momentum.create_optimizer(net, r, lrs))
-    assert set(ours) == set(lever) == set(initial)
-    for name in ours:
-        assert not np.array_equal(ours[name], initial[name]), f"{name} did not move"
-        np.testing.assert_allclose(lever[name], ours[name], rtol=1e-6, atol=1e-7, err_msg=name)
+    _assert_same_training(ours, lever)
 
 
 def test_lean_blocks_compute_what_incv4s_model_computes_and_leave_the_model_module_alone():
@@ -87,13 +89,9 @@ def test_lean_blocks_compute_what_incv4s_model_computes_and_leave_the_model_modu
 def test_split_graphs_train_like_one_graph():
     r = recipe.load(recipe.shipped_path("inception_v4_ascend.yaml"), overrides=["weight_decay=0.01"])
     lrs = [0.1, 0.2, 0.3]
-    initial = {p.name: p.asnumpy().copy() for p in _tiny_net().trainable_params()}
     one = _train(lambda net: optim.create_optimizer(net, r, lrs),
                  build_step=lambda *parts: _one_graph_step(*parts).set_train())
     split = _train(lambda net: optim.create_optimizer(net, r, lrs),
                    build_step=lambda *parts: split_graphs.SplitStep(*parts).set_train())
-    assert set(one) == set(split) == set(initial)
-    for name in one:
-        # in train mode BatchNorm subtracts the batch mean, so the conv bias in front of it gets no gradient
-        assert name == "0.bias" or not np.array_equal(one[name], initial[name]), f"{name} did not move"
-        np.testing.assert_allclose(split[name], one[name], rtol=1e-6, atol=1e-7, err_msg=name)
+    # in train mode BatchNorm subtracts the batch mean, so the conv bias in front of it gets no gradient
+    _assert_same_training(one, split, unmoved=("0.bias",))

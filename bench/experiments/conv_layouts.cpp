@@ -98,6 +98,15 @@ struct Conv { long mb, ic, oc, ih, oh, kh, sh, ph, iw, ow, kw, sw, pw; };
 
 enum class Way { kPlain, kBlocked, kBlockedNoReorders };
 
+// One untimed call first (oneDNN generates its JIT code then), then the mean of `reps` timed calls.
+template <typename Fn>
+double SecondsPerRep(Fn &&fn, int reps) {
+  fn();
+  auto t0 = std::chrono::steady_clock::now();
+  for (int r = 0; r < reps; ++r) fn();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
+}
+
 // Seconds per forward + backward-data + backward-weights of one convolution, NCHW in and out (except
 // kBlockedNoReorders).
 double TimeConv(const engine &eng, stream &s, const Conv &c, Way way, int reps) {
@@ -161,15 +170,9 @@ double TimeConv(const engine &eng, stream &s, const Conv &c, Way way, int reps) 
       bwd_weights.execute(s, {{DNNL_ARG_SRC, xw}, {DNNL_ARG_DIFF_DST, gyw}, {DNNL_ARG_DIFF_WEIGHTS, gw}});
       s.wait();
     };
-    kernels_only();
-    auto t0 = std::chrono::steady_clock::now();
-    for (int r = 0; r < reps; ++r) kernels_only();
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
+    return SecondsPerRep(kernels_only, reps);
   }
-  step();  // warm-up: JIT code generation
-  auto t0 = std::chrono::steady_clock::now();
-  for (int r = 0; r < reps; ++r) step();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
+  return SecondsPerRep(step, reps);
 }
 
 int main(int argc, char **argv) {
