@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import CACHE_DIR, REF_VENV, REPO_ROOT, incv4_python, median, worker_env
+from bench.common import CACHE_DIR, MINDSPORE_CPU_ENV, REF_VENV, REPO_ROOT, incv4_python, median, worker_env
 from bench.results import Row
 
 WORKERS, BATCH, SIZE, CLASSES = 8, 2, 75, 8
@@ -178,7 +178,7 @@ def run_msrun(data_dir: Path, steps: int, log=print) -> dict:
            "--config", str(DEMO_RECIPE), "--data-dir", str(data_dir)]
     for item in overrides(steps):
         cmd += ["--set", item]
-    env = worker_env()
+    env = worker_env(MINDSPORE_CPU_ENV)  # the oneDNN cap incv4's workers set for themselves: the same kernels
     env["PATH"] = str(REF_VENV / "bin") + os.pathsep + env.get("PATH", "")
     t0, rc, watch = _run(cmd, env, CACHE_DIR / "logs" / "launch_msrun.log", timeout=1800, log=log)
     step_times: dict[int, list[float]] = {}

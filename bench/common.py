@@ -39,6 +39,13 @@ def emit(**record) -> None:
     sys.stdout.flush()
 
 
+# The oneDNN cap incv4's trainer sets for itself on the CPU (trainer/cpu_backend.py). The bench gives it to both
+# MindSpore sides, so they run the same convolution kernels: without it, on an AVX-512 CPU, MindSpore's NCHW
+# convolutions take oneDNN's ~20x slower `jit_uni_ncsp` path (MindCV's as much as incv4's). timm's PyTorch gets no
+# cap: its oneDNN picks blocked layouts, which are fast there. Lever `isa_default` measures MindSpore without it.
+MINDSPORE_CPU_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
 def worker_env(extra: Optional[dict] = None) -> dict:
     env = dict(os.environ)
     # `bench` must import in the reference venv too, and `incv4` resolves through the project's install.

@@ -29,7 +29,9 @@ LEVERS = {
     "lean_blocks": ("incv4", ["--model", "lean_blocks"]),  # BasicConv2d calls its primitives (bench/experiments)
     "decay_in_kernel": ("incv4", ["--optimizer", "decay_in_kernel"]),  # weight decay inside ops.SGD
     "unrolled_momentum": ("incv4", ["--optimizer", "unrolled"]),  # nn.Momentum's update as one unrolled loop
+    "isa_default": ("incv4", ["--onednn-isa", "default"]),  # no oneDNN ISA cap (bench/common.py)
     "mindcv": ("mindcv", []),
+    "mindcv_isa_default": ("mindcv", ["--onednn-isa", "default"]),
     "mindcv_threads2": ("mindcv", ["--threads", "2"]),
     "timm": ("timm", []),
 }

@@ -31,8 +31,9 @@ def _build_step(size: int, batch: int):
     import mindspore as ms
     import numpy as np
 
-    from incv4.trainer import launch, model, optim, recipe, train
+    from incv4.trainer import cpu_backend, launch, model, optim, recipe, train
 
+    cpu_backend.prepare("CPU", print)  # as train.py, before the first kernel
     ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
     if hasattr(launch, "apply_worker_settings"):
         launch.apply_worker_settings()  # the thread settings a worker applies

@@ -26,7 +26,20 @@ RECIPE = dict(lr=0.045, min_lr=0.0, warmup_epochs=5, decay_epochs=195, epoch_siz
               weight_decay=0.00004, label_smoothing=0.1, drop_rate=0.2, num_classes=1000)
 
 
+def apply_onednn_isa(choice: str, environ=os.environ) -> None:
+    """"capped": the cap incv4's trainer sets (bench/common.py MINDSPORE_CPU_ENV); "default": none, oneDNN's own
+    choice for this CPU (lever isa_default; also what timm's side gets)."""
+    from bench.common import MINDSPORE_CPU_ENV
+
+    for name, value in MINDSPORE_CPU_ENV.items():
+        if choice == "default":
+            environ.pop(name, None)
+        else:
+            environ[name] = value
+
+
 def _mindspore_context(args):
+    apply_onednn_isa(args.onednn_isa)  # before MindSpore's first kernel: oneDNN reads it then
     import mindspore as ms
 
     ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
@@ -102,6 +115,7 @@ def build_mindcv(args):
 
 
 def build_timm(args):
+    apply_onednn_isa("default")  # PyTorch's own oneDNN reads it too: timm runs as its users run it, uncapped
     import numpy as np
     import timm
     import torch
@@ -227,6 +241,9 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--optimizer", choices=("incv4", "decay_in_kernel", "unrolled"), default="incv4",
                         help="incv4's optimizer, or a lever from bench/experiments "
                              "(fused_sgd_optimizer.py, unrolled_momentum.py)")
+    parser.add_argument("--onednn-isa", choices=("capped", "default"), default="capped",
+                        help="MindSpore sides: oneDNN capped at AVX2 as incv4's trainer does (bench/common.py "
+                             "MINDSPORE_CPU_ENV), or oneDNN's own ISA choice for this CPU")
     parser.add_argument("--model", choices=("incv4", "fused_1x1", "lean_blocks"), default="incv4",
                         help="incv4 side: trainer/model.py, or a model lever from bench/experiments")
     return parser

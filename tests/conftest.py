@@ -6,6 +6,13 @@ import tempfile
 
 import pytest
 
+from incv4.trainer import cpu_backend
+
+# Tests build and train MindSpore networks in this process: give them the oneDNN cap the trainer sets for itself
+# (trainer/cpu_backend.py), before any MindSpore kernel runs. Without it a test run on an AVX-512 machine is many
+# times slower. The tests of the trainer's own cap start their processes without it.
+cpu_backend.cap_onednn_isa()
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 # Free space the e2e tests need for their temporary files at any one time (the 8-rank launch test's checkpoints

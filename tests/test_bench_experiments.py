@@ -95,3 +95,17 @@ def test_split_graphs_train_like_one_graph():
                    build_step=lambda *parts: split_graphs.SplitStep(*parts).set_train())
     # in train mode BatchNorm subtracts the batch mean, so the conv bias in front of it gets no gradient
     _assert_same_training(one, split, unmoved=("0.bias",))
+
+
+def test_the_bench_gives_both_mindspore_sides_the_trainers_onednn_cap_and_timm_none():
+    from bench import train_worker
+    from bench.common import MINDSPORE_CPU_ENV
+    from incv4.trainer import cpu_backend
+
+    assert MINDSPORE_CPU_ENV == {cpu_backend.ISA_ENV: cpu_backend.ISA_CAP}  # the bench measures what incv4 runs
+    environ = {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "PATH": "/bin"}
+    train_worker.apply_onednn_isa("capped", environ)
+    assert environ == {"ONEDNN_MAX_CPU_ISA": "AVX2", "PATH": "/bin"}
+    train_worker.apply_onednn_isa("default", environ)
+    assert environ == {"PATH": "/bin"}
+    assert train_worker.argument_parser().parse_args(["--side", "mindcv", "--size", "75"]).onednn_isa == "capped"

@@ -276,9 +276,10 @@ def _train(recipe, rank: int, rank_size: int, stop: StopRequest, resume: bool, s
     import mindspore as ms
     import numpy as np
 
-    from incv4.trainer import evaluate, model, optim
+    from incv4.trainer import cpu_backend, evaluate, model, optim
 
     device = choose_device(recipe.device_target)
+    cpu_backend.prepare(device, log if rank == 0 else (lambda _msg: None))  # before MindSpore runs a kernel
     ms.set_context(mode=ms.GRAPH_MODE if recipe.mode == 0 else ms.PYNATIVE_MODE, device_target=device)
     from incv4.trainer.launch import apply_worker_settings
 
