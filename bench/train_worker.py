@@ -183,6 +183,10 @@ def _build_incv4_parts(args):
         from bench.experiments import lean_blocks
 
         factory = lean_blocks.inception_v4
+    elif args.model == "onednn_conv":  # lever: convolutions as a custom op in oneDNN's blocked layouts
+        from bench.experiments import onednn_conv
+
+        factory = onednn_conv.inception_v4
     net = factory(num_classes=recipe.num_classes, drop_rate=recipe.drop_rate, bn_momentum=recipe.bn_momentum)
     loss = incv4_optim.create_loss(recipe)
     schedule = incv4_optim.create_lr_schedule(recipe, STEPS_PER_EPOCH)
@@ -244,7 +248,7 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--onednn-isa", choices=("capped", "default"), default="capped",
                         help="MindSpore sides: oneDNN capped at AVX2 as incv4's trainer does (bench/common.py "
                              "MINDSPORE_CPU_ENV), or oneDNN's own ISA choice for this CPU")
-    parser.add_argument("--model", choices=("incv4", "fused_1x1", "lean_blocks"), default="incv4",
+    parser.add_argument("--model", choices=("incv4", "fused_1x1", "lean_blocks", "onednn_conv"), default="incv4",
                         help="incv4 side: trainer/model.py, or a model lever from bench/experiments")
     return parser
 

@@ -109,3 +109,50 @@ def test_the_bench_gives_both_mindspore_sides_the_trainers_onednn_cap_and_timm_n
     train_worker.apply_onednn_isa("default", environ)
     assert environ == {"PATH": "/bin"}
     assert train_worker.argument_parser().parse_args(["--side", "mindcv", "--size", "75"]).onednn_isa == "capped"
+
+
+class _SquaredSum(nn.Cell):
+    def __init__(self, conv):
+        super().__init__()
+        self.conv = conv
+
+    def construct(self, x):
+        return (self.conv(x) ** 2).sum()
+
+
+# Every kind of convolution InceptionV4 has: stride-2 valid (stem, reductions), explicit pad 1, 1x7 / 7x1 / 1x1 same.
+_GEOMETRIES = [(3, 32, 3, 2, "valid", 0, 17), (64, 96, 3, 1, "pad", 1, 9), (192, 224, (1, 7), 1, "same", 0, 8),
+               (32, 16, (7, 1), 1, "same", 0, 8), (16, 8, 1, 1, "same", 0, 5)]
+
+
+@pytest.mark.parametrize("cin,cout,kernel,stride,pad_mode,padding,size", _GEOMETRIES)
+def test_the_onednn_conv_op_computes_mindsporess_conv2d_and_both_gradients(cin, cout, kernel, stride, pad_mode,
+                                                                           padding, size):
+    from bench.experiments import onednn_conv
+
+    ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
+    ms.set_seed(2)
+    reference = nn.Conv2d(cin, cout, kernel, stride, pad_mode=pad_mode, padding=padding, weight_init="normal")
+    lever = onednn_conv.OneDnnConv2d(reference, str(onednn_conv.library()))
+    assert lever.weight is reference.weight
+    x = Tensor(np.random.default_rng(0).standard_normal((2, cin, size, size)).astype(np.float32))
+    expected, got = reference(x).asnumpy(), lever(x).asnumpy()
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    grads = [ms.grad(_SquaredSum(conv), grad_position=0, weights=[reference.weight])(x) for conv in (reference, lever)]
+    (dx_expected, (dw_expected,)), (dx_got, (dw_got,)) = grads
+    np.testing.assert_allclose(dx_got.asnumpy(), dx_expected.asnumpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dw_got.asnumpy(), dw_expected.asnumpy(), rtol=1e-4, atol=1e-3)
+    assert np.abs(dw_expected.asnumpy()).max() > 1.0  # the gradients compared are not all ~0
+
+
+def test_the_onednn_conv_model_replaces_every_convolution_and_keeps_the_parameter_names():
+    from bench.experiments import onednn_conv
+    from incv4.trainer import model
+
+    ours, lever = model.inception_v4(num_classes=5), onednn_conv.inception_v4(num_classes=5)
+    assert [p.name for p in lever.get_parameters()] == [p.name for p in ours.get_parameters()]
+    replaced = [c for _, c in lever.cells_and_names() if isinstance(c, onednn_conv.OneDnnConv2d)]
+    assert len(replaced) == 149 and not any(isinstance(c, nn.Conv2d) for _, c in lever.cells_and_names())
+    assert model.BasicConv2d.__name__ == "BasicConv2d"  # the model module's own class is put back
+    assert any(isinstance(c, nn.Conv2d) for _, c in model.inception_v4(num_classes=5).cells_and_names())

@@ -14,6 +14,8 @@
 #include <oneapi/dnnl/dnnl_threadpool.h>
 #include <oneapi/dnnl/dnnl_threadpool_iface.hpp>
 
+#include "onednn_pool.h"
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -31,68 +33,6 @@ using namespace dnnl;
 using tag = memory::format_tag;
 using dt = memory::data_type;
 
-// MindSpore builds oneDNN with the threadpool runtime: a caller must bring its own pool. This one keeps its
-// workers asleep on a condition variable between parallel_for calls (as MindSpore's own pool does).
-struct Pool : threadpool_interop::threadpool_iface {
-  explicit Pool(int n) : n_(n) {
-    for (int t = 1; t < n_; ++t) workers_.emplace_back([this] { Work(); });
-  }
-  ~Pool() override {
-    { std::lock_guard<std::mutex> lock(mu_); stop_ = true; }
-    wake_.notify_all();
-    for (auto &w : workers_) w.join();
-  }
-  int get_num_threads() const override { return n_; }
-  bool get_in_parallel() const override { return in_parallel_; }
-  uint64_t get_flags() const override { return 0; }  // synchronous
-  void wait() override {}
-  void parallel_for(int jobs, const std::function<void(int, int)> &fn) override {
-    if (jobs == 1 || n_ == 1) {
-      in_parallel_ = true;
-      for (int i = 0; i < jobs; ++i) fn(i, jobs);
-      in_parallel_ = false;
-      return;
-    }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      fn_ = &fn; jobs_ = jobs; next_ = 0; busy_ = n_ - 1; ++generation_;
-    }
-    wake_.notify_all();
-    in_parallel_ = true;
-    Drain();
-    in_parallel_ = false;
-    std::unique_lock<std::mutex> lock(mu_);
-    done_.wait(lock, [&] { return busy_ == 0; });
-  }
-
- private:
-  void Drain() { for (int i; (i = next_++) < jobs_;) (*fn_)(i, jobs_); }
-  void Work() {
-    in_parallel_ = true;
-    for (long seen = 0;;) {
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-        if (stop_) return;
-        seen = generation_;
-      }
-      Drain();
-      std::lock_guard<std::mutex> lock(mu_);
-      if (--busy_ == 0) done_.notify_one();
-    }
-  }
-  int n_;
-  std::vector<std::thread> workers_;
-  std::mutex mu_;
-  std::condition_variable wake_, done_;
-  const std::function<void(int, int)> *fn_ = nullptr;
-  int jobs_ = 0, busy_ = 0;
-  std::atomic<int> next_{0};
-  long generation_ = 0;
-  bool stop_ = false;
-  static thread_local bool in_parallel_;
-};
-thread_local bool Pool::in_parallel_ = false;
 
 struct Conv { long mb, ic, oc, ih, oh, kh, sh, ph, iw, ow, kw, sw, pw; };
 

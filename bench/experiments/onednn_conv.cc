@@ -1,0 +1,165 @@
+// MindSpore AOT custom-op kernels (ops.Custom(func_type="aot")) for a 2-D convolution through oneDNN's blocked
+// layouts: the lever bench/experiments/onednn_conv.py measures. MindSpore's own CPU Conv2D kernels hand oneDNN
+// plain NCHW memory; here oneDNN picks the layout (format_tag::any) and so its direct JIT kernels (AVX-512 ones on
+// a CPU that has it), with reorders from and to NCHW around them because every other MindSpore kernel holds NCHW.
+// It links MindSpore's own libdnnl.so.3, so it shares the process's oneDNN (and its ISA cap).
+//
+// Kernels (inputs, then the output; float32, NCHW / OIHW; `geom` is int32 [stride_h, stride_w, pad_top, pad_left],
+// the bottom/right padding follows from the shapes):
+//   ConvForward(x, w, geom) -> y
+//   ConvBackwardData(dy, w, geom, x) -> dx           (x only gives dx's shape)
+//   ConvBackwardWeights(x, dy, w, geom) -> dw        (w only gives dw's shape)
+#include <oneapi/dnnl/dnnl.hpp>
+#include <oneapi/dnnl/dnnl_threadpool.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "onednn_pool.h"
+
+namespace {
+using namespace dnnl;
+using tag = memory::format_tag;
+using dt = memory::data_type;
+
+struct Runtime {
+  engine eng{engine::kind::cpu, 0};
+  Pool pool{Threads()};
+  stream strm;
+  Runtime() {
+    dnnl_stream_t raw;
+    if (dnnl_threadpool_interop_stream_create(&raw, eng.get(), &pool) != dnnl_success) {
+      fprintf(stderr, "onednn_conv: this libdnnl is not built with the threadpool runtime\n");
+      abort();
+    }
+    strm = stream(raw);
+  }
+  static int Threads() {
+    const char *env = getenv("INCV4_ONEDNN_CONV_THREADS");
+    int n = env ? atoi(env) : static_cast<int>(std::thread::hardware_concurrency());
+    return n > 0 ? n : 1;
+  }
+};
+
+// MindSpore may run independent kernels (an Inception block's branches) at the same time; one pool and one stream
+// serve every call, so calls take turns.
+std::mutex &Lock() {
+  static std::mutex mu;
+  return mu;
+}
+
+Runtime &Rt() {
+  static Runtime rt;
+  return rt;
+}
+
+memory::dims Dims(const int64_t *shape) { return {shape[0], shape[1], shape[2], shape[3]}; }
+
+// The three primitives of one convolution geometry, created on its first call and kept.
+struct Conv {
+  convolution_forward::primitive_desc fwd_pd;
+  convolution_backward_data::primitive_desc data_pd;
+  convolution_backward_weights::primitive_desc weights_pd;
+  convolution_forward fwd;
+  convolution_backward_data data;
+  convolution_backward_weights weights;
+};
+
+Conv &Get(const memory::dims &x, const memory::dims &w, const memory::dims &y, const int32_t *geom) {
+  memory::dims strides{geom[0], geom[1]}, dilation{0, 0}, pad_l{geom[2], geom[3]};
+  memory::dims pad_r{(y[2] - 1) * geom[0] + w[2] - x[2] - geom[2], (y[3] - 1) * geom[1] + w[3] - x[3] - geom[3]};
+  std::string key;
+  const memory::dims *parts[] = {&x, &w, &y, &strides, &pad_l, &pad_r};
+  for (const memory::dims *d : parts)
+    for (auto v : *d) key += std::to_string(v) + ",";
+  static std::map<std::string, std::unique_ptr<Conv>> cache;
+  auto &slot = cache[key];
+  if (!slot) {
+    const engine &eng = Rt().eng;
+    memory::desc xd(x, dt::f32, tag::any), wd(w, dt::f32, tag::any), yd(y, dt::f32, tag::any);
+    auto fwd_pd = convolution_forward::primitive_desc(eng, prop_kind::forward_training,
+                                                      algorithm::convolution_direct, xd, wd, yd, strides, dilation,
+                                                      pad_l, pad_r);
+    auto data_pd = convolution_backward_data::primitive_desc(eng, algorithm::convolution_direct, xd, wd, yd,
+                                                             strides, dilation, pad_l, pad_r, fwd_pd);
+    auto weights_pd = convolution_backward_weights::primitive_desc(eng, algorithm::convolution_direct, xd, wd, yd,
+                                                                   strides, dilation, pad_l, pad_r, fwd_pd);
+    slot.reset(new Conv{fwd_pd, data_pd, weights_pd, convolution_forward(fwd_pd),
+                        convolution_backward_data(data_pd), convolution_backward_weights(weights_pd)});
+  }
+  return *slot;
+}
+
+memory Plain(const memory::dims &dims, void *data) { return memory({dims, dt::f32, tag::abcd}, Rt().eng, data); }
+
+// `plain` in the layout `want` (a reorder into a new buffer, or `plain` itself when it already is).
+memory To(memory &plain, const memory::desc &want) {
+  if (plain.get_desc() == want) return plain;
+  memory m(want, Rt().eng);
+  reorder(plain, m).execute(Rt().strm, plain, m);
+  return m;
+}
+
+// Where a primitive writes a result that must end up in `plain`; Back() reorders it there when they differ.
+memory Result(const memory::desc &have, memory &plain) {
+  return have == plain.get_desc() ? plain : memory(have, Rt().eng);
+}
+
+void Back(memory &m, memory &plain) {
+  if (m != plain) reorder(m, plain).execute(Rt().strm, m, plain);
+}
+
+template <typename Fn>
+int Guarded(const char *name, Fn &&fn) {
+  try {
+    std::lock_guard<std::mutex> lock(Lock());
+    fn();
+    Rt().strm.wait();
+    return 0;
+  } catch (const std::exception &e) {
+    fprintf(stderr, "onednn_conv %s: %s\n", name, e.what());
+    return 1;
+  }
+}
+}  // namespace
+
+extern "C" int ConvForward(int, void **params, int *, int64_t **shapes, const char **, void *, void *) {
+  return Guarded("ConvForward", [&] {
+    memory::dims x = Dims(shapes[0]), w = Dims(shapes[1]), y = Dims(shapes[3]);
+    Conv &c = Get(x, w, y, static_cast<const int32_t *>(params[2]));
+    memory xp = Plain(x, params[0]), wp = Plain(w, params[1]), yp = Plain(y, params[3]);
+    memory xs = To(xp, c.fwd_pd.src_desc()), ws = To(wp, c.fwd_pd.weights_desc());
+    memory ys = Result(c.fwd_pd.dst_desc(), yp);
+    c.fwd.execute(Rt().strm, {{DNNL_ARG_SRC, xs}, {DNNL_ARG_WEIGHTS, ws}, {DNNL_ARG_DST, ys}});
+    Back(ys, yp);
+  });
+}
+
+extern "C" int ConvBackwardData(int, void **params, int *, int64_t **shapes, const char **, void *, void *) {
+  return Guarded("ConvBackwardData", [&] {
+    memory::dims y = Dims(shapes[0]), w = Dims(shapes[1]), x = Dims(shapes[4]);
+    Conv &c = Get(x, w, y, static_cast<const int32_t *>(params[2]));
+    memory dyp = Plain(y, params[0]), wp = Plain(w, params[1]), dxp = Plain(x, params[4]);
+    memory dys = To(dyp, c.data_pd.diff_dst_desc()), ws = To(wp, c.data_pd.weights_desc());
+    memory dxs = Result(c.data_pd.diff_src_desc(), dxp);
+    c.data.execute(Rt().strm, {{DNNL_ARG_DIFF_DST, dys}, {DNNL_ARG_WEIGHTS, ws}, {DNNL_ARG_DIFF_SRC, dxs}});
+    Back(dxs, dxp);
+  });
+}
+
+extern "C" int ConvBackwardWeights(int, void **params, int *, int64_t **shapes, const char **, void *, void *) {
+  return Guarded("ConvBackwardWeights", [&] {
+    memory::dims x = Dims(shapes[0]), y = Dims(shapes[1]), w = Dims(shapes[4]);
+    Conv &c = Get(x, w, y, static_cast<const int32_t *>(params[3]));
+    memory xp = Plain(x, params[0]), dyp = Plain(y, params[1]), dwp = Plain(w, params[4]);
+    memory xs = To(xp, c.weights_pd.src_desc()), dys = To(dyp, c.weights_pd.diff_dst_desc());
+    memory dws = Result(c.weights_pd.diff_weights_desc(), dwp);
+    c.weights.execute(Rt().strm, {{DNNL_ARG_SRC, xs}, {DNNL_ARG_DIFF_DST, dys}, {DNNL_ARG_DIFF_WEIGHTS, dws}});
+    Back(dws, dwp);
+  });
+}
