@@ -240,10 +240,11 @@ def run(quick: bool, log=print) -> tuple[list[Row], list[str], dict]:
     notes = [f"Both sides: the CPU demo recipe (configs/inception_v4_cpu_demo.yaml) with {' '.join(overrides(steps))}; "
              f"{steps * WORKERS * BATCH} generated 96x96 JPEGs in {CLASSES} classes = {steps} steps of global batch "
              f"{WORKERS * BATCH}; graph mode, fp32, dataset sink off, no checkpoint inside the epoch.",
-             "msrun side: MindSpore's own thread and communication defaults (what a MindCV user gets), with the "
-             "oneDNN cap at AVX2 that incv4's workers set for themselves (the same convolution kernels). incv4 side: "
+             "msrun side: MindSpore's own thread and communication defaults (what a MindCV user gets), with oneDNN "
+             "capped at AVX2 (MindSpore's convolutions are ~20x slower without it on an AVX-512 CPU). incv4 side: "
              "whatever incv4's launcher and trainer set: fused gradient all-reduce, a loss check instead of a "
-             "per-gradient one, 1 kernel thread per worker, and compile sharing (the first worker compiles, the "
+             "per-gradient one, 1 kernel thread per worker, its CPU convolution op (trainer/cpu_conv.py), and compile "
+             "sharing (the first worker compiles, the "
              "other 7 load its compile cache). Both sides start cold: no compile cache from an earlier run.",
              f"{rounds} run(s) per side, one side after the other (each run costs minutes; msrun's 8 workers "
              "compile the same graph at once on 2 cores)."] + kept

@@ -134,11 +134,12 @@ def run(quick: bool, log=print) -> tuple[list[Row], list[str], dict]:
     notes = ["Same recipe semantics on every side: momentum 0.9, CE + label smoothing 0.1, weight decay 4e-5 "
              "except BatchNorm parameters and biases, warmup-cosine lr per step, dropout 0.2, 1000 classes, fp32 "
              "(amp O0: the CPU has no float16 kernels), one fixed random batch (no input pipeline).",
-             "MindSpore sides: graph mode, MindSpore's default jit level and CPU thread pool, oneDNN capped at "
-             "AVX2 (ONEDNN_MAX_CPU_ISA, what incv4's trainer sets on the CPU; MindCV gets the same, so both run the "
-             "same kernels; without it an AVX-512 CPU runs MindSpore's convolutions ~20x slower on both sides, lever "
-             "isa_default); timm side: PyTorch eager, torch.get_num_threads() threads (the core count), no cap "
-             "(PyTorch's oneDNN uses blocked layouts and every ISA the CPU has).",
+             "MindSpore sides: graph mode, MindSpore's default jit level and CPU thread pool. incv4 as its trainer "
+             "runs on the CPU: its own convolution op in oneDNN's blocked layouts (trainer/cpu_conv.py), oneDNN "
+             "uncapped. MindCV: MindSpore's Conv2D with oneDNN capped at AVX2 (ONEDNN_MAX_CPU_ISA), its best: "
+             "uncapped, an AVX-512 CPU runs those convolutions ~20x slower (levers isa_default, "
+             "mindcv_isa_default). timm side: PyTorch eager, torch.get_num_threads() threads (the core count), "
+             "no cap (PyTorch's oneDNN uses blocked layouts and every ISA the CPU has).",
              "Compile s = the first step's wall time (graph build + compile + one step), median of the sample taken "
              "in the step run and 3 more in fresh processes (alternating order); MindCV's side is "
              "mindspore.Model's train network as built by mindcv.utils.create_trainer (what MindCV's train.py runs).",

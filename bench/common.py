@@ -39,10 +39,10 @@ def emit(**record) -> None:
     sys.stdout.flush()
 
 
-# The oneDNN cap incv4's trainer sets for itself on the CPU (trainer/cpu_backend.py). The bench gives it to both
-# MindSpore sides, so they run the same convolution kernels: without it, on an AVX-512 CPU, MindSpore's NCHW
-# convolutions take oneDNN's ~20x slower `jit_uni_ncsp` path (MindCV's as much as incv4's). timm's PyTorch gets no
-# cap: its oneDNN picks blocked layouts, which are fast there. Lever `isa_default` measures MindSpore without it.
+# The oneDNN cap incv4's trainer sets for MindSpore's own CPU convolutions (trainer/cpu_backend.py). MindCV's side
+# always gets it (its best: without it, on an AVX-512 CPU, MindSpore's NCHW convolutions take oneDNN's ~20x slower
+# `jit_uni_ncsp` path), incv4's side as its trainer decides (no cap when its own convolution op runs). timm's
+# PyTorch gets none: its oneDNN picks blocked layouts. Lever `isa_default` measures MindSpore's convolutions uncapped.
 MINDSPORE_CPU_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 

@@ -29,10 +29,10 @@ LEVERS = {
     "lean_blocks": ("incv4", ["--model", "lean_blocks"]),  # BasicConv2d calls its primitives (bench/experiments)
     "decay_in_kernel": ("incv4", ["--optimizer", "decay_in_kernel"]),  # weight decay inside ops.SGD
     "unrolled_momentum": ("incv4", ["--optimizer", "unrolled"]),  # nn.Momentum's update as one unrolled loop
-    "isa_default": ("incv4", ["--onednn-isa", "default"]),  # no oneDNN ISA cap (bench/common.py)
-    # convolutions as a custom op in oneDNN's blocked layouts (bench/experiments/onednn_conv.py), uncapped / capped
-    "onednn_conv": ("incv4", ["--model", "onednn_conv", "--onednn-isa", "default"]),
-    "onednn_conv_avx2": ("incv4", ["--model", "onednn_conv"]),
+    # MindSpore's Conv2D instead of incv4's CPU convolution op (trainer/cpu_conv.py): capped at AVX2, as the trainer
+    # runs it when the op is unavailable, and with no ISA cap
+    "mindspore_conv": ("incv4", ["--cpu-conv", "mindspore"]),
+    "isa_default": ("incv4", ["--cpu-conv", "mindspore", "--onednn-isa", "default"]),
     "mindcv": ("mindcv", []),
     "mindcv_isa_default": ("mindcv", ["--onednn-isa", "default"]),
     "mindcv_threads2": ("mindcv", ["--threads", "2"]),

@@ -6,7 +6,8 @@ fixed random batch so only the train step is timed.
 Sides (same recipe semantics everywhere: momentum 0.9, CE with label smoothing 0.1, weight decay 4e-5 not applied
 to BatchNorm parameters and biases, warmup-cosine lr per step, drop_rate 0.2, fp32):
   incv4   incv4.trainer.model/optim, graph mode, the train step incv4's trainer builds (uint8 input normalised in
-          the step, as the trainer gets it from its pipeline; the other sides get float input)
+          the step, as the trainer gets it from its pipeline; the other sides get float input), and the trainer's
+          CPU convolution op with oneDNN uncapped when it builds (trainer/cpu_conv.py), as the trainer runs
   mindcv  mindcv.create_model/create_loss/create_optimizer/create_scheduler + create_trainer (mindspore.Model's
           train network: what MindCV's train.py runs), graph mode
   timm    timm.create_model('inception_v4') in PyTorch eager, SGD with timm's no-decay grouping
@@ -148,6 +149,13 @@ def build(args):
     if args.side == "timm":
         return build_timm(args)
     if args.side == "incv4":
+        args.conv_library = None
+        if args.cpu_conv == "auto":  # as the trainer decides (trainer/cpu_backend.py): the op, then no cap
+            from incv4.trainer import cpu_conv
+
+            args.conv_library = cpu_conv.choose(lambda line: print(line, file=sys.stderr))
+            if args.conv_library and args.onednn_isa == "capped":
+                args.onednn_isa = "default"
         _mindspore_context(args)
         step, x, y = _build_incv4_parts(args)
     else:
@@ -183,11 +191,11 @@ def _build_incv4_parts(args):
         from bench.experiments import lean_blocks
 
         factory = lean_blocks.inception_v4
-    elif args.model == "onednn_conv":  # lever: convolutions as a custom op in oneDNN's blocked layouts
-        from bench.experiments import onednn_conv
-
-        factory = onednn_conv.inception_v4
     net = factory(num_classes=recipe.num_classes, drop_rate=recipe.drop_rate, bn_momentum=recipe.bn_momentum)
+    if args.conv_library:  # as train.py: the CPU convolution op, parameter names unchanged
+        from incv4.trainer import cpu_conv
+
+        cpu_conv.swap(net, args.conv_library)
     loss = incv4_optim.create_loss(recipe)
     schedule = incv4_optim.create_lr_schedule(recipe, STEPS_PER_EPOCH)
     opt = incv4_optim.create_optimizer(net, recipe, schedule)
@@ -248,7 +256,10 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--onednn-isa", choices=("capped", "default"), default="capped",
                         help="MindSpore sides: oneDNN capped at AVX2 as incv4's trainer does (bench/common.py "
                              "MINDSPORE_CPU_ENV), or oneDNN's own ISA choice for this CPU")
-    parser.add_argument("--model", choices=("incv4", "fused_1x1", "lean_blocks", "onednn_conv"), default="incv4",
+    parser.add_argument("--cpu-conv", choices=("auto", "mindspore"), default="auto",
+                        help="incv4 side: its CPU convolution op when it builds, oneDNN uncapped, as the trainer "
+                             "runs (trainer/cpu_conv.py, cpu_backend.py); or MindSpore's Conv2D, capped at AVX2")
+    parser.add_argument("--model", choices=("incv4", "fused_1x1", "lean_blocks"), default="incv4",
                         help="incv4 side: trainer/model.py, or a model lever from bench/experiments")
     return parser
 

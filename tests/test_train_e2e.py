@@ -39,7 +39,7 @@ class Run:
     """A training process whose stdout is read line by line, so a test can act at a given point."""
 
     def __init__(self, args, env=None):
-        # Without the oneDNN cap conftest gives this process: the trainer must set it itself (trainer/cpu_backend.py)
+        # Without the oneDNN cap conftest gives this process: the trainer decides (trainer/cpu_backend.py)
         environ = {k: v for k, v in os.environ.items() if k != cpu_backend.ISA_ENV}
         self.proc = subprocess.Popen(_incv4() + args, env=dict(environ, **(env or {})), stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, bufsize=1)
@@ -130,10 +130,12 @@ def story(tmp_path_factory, repo_root):
         shutil.rmtree(work, ignore_errors=True)
 
 
-def test_the_trainer_caps_onednn_itself_on_the_cpu(story):
-    # started without ONEDNN_MAX_CPU_ISA (see Run), every run says it set the cap, once
+def test_the_trainer_runs_incv4s_cpu_convolution_op(story):
+    # every run says once which convolutions it runs: incv4's op (trainer/cpu_conv.py), so no oneDNN cap
     for name in "abc":
-        assert sum("oneDNN capped at AVX2" in line for line in story[name].lines) == 1, story[name].lines[:10]
+        lines = story[name].lines
+        assert sum("CPU convolutions: incv4's oneDNN op" in line for line in lines) == 1, lines[:10]
+        assert not any("oneDNN capped" in line for line in lines), lines[:10]
 
 
 def test_progress_lines_show_epoch_step_loss_lr_speed_and_eta(story):

@@ -85,7 +85,7 @@ def run_validate(recipe, ckpt_path: str, log: Callable[[str], None] = print) -> 
     """MindCV's validate.py: build the network, load `ckpt_path`, evaluate the val split on one process."""
     import mindspore as ms
 
-    from incv4.trainer import cpu_backend, data, model
+    from incv4.trainer import cpu_backend, cpu_conv, data, model
     from incv4.trainer.recipe import RecipeError
     from incv4.trainer.train import choose_device
 
@@ -94,11 +94,13 @@ def run_validate(recipe, ckpt_path: str, log: Callable[[str], None] = print) -> 
     if not os.path.isfile(ckpt_path):
         raise RecipeError(f"recipe key 'ckpt_path': checkpoint '{ckpt_path}' does not exist")
     device = choose_device(recipe.device_target, log)
-    cpu_backend.prepare(device, log)  # before MindSpore runs a kernel
+    conv_library = cpu_backend.prepare(device, log)  # before MindSpore runs a kernel
     ms.set_context(mode=ms.GRAPH_MODE if recipe.mode == 0 else ms.PYNATIVE_MODE, device_target=device)
     network = model.inception_v4(num_classes=recipe.num_classes, in_channels=recipe.in_channels,
                                   drop_rate=recipe.drop_rate or 0.0, bn_momentum=recipe.bn_momentum,
                                   bn_beta_init=recipe.bn_beta_init)
+    if conv_library:  # the CPU's faster convolutions (trainer/cpu_conv.py); parameter names unchanged
+        cpu_conv.swap(network, conv_library)
     try:
         params = ms.load_checkpoint(ckpt_path, crc_check=True)
     except Exception as err:

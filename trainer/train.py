@@ -276,10 +276,10 @@ def _train(recipe, rank: int, rank_size: int, stop: StopRequest, resume: bool, s
     import mindspore as ms
     import numpy as np
 
-    from incv4.trainer import cpu_backend, evaluate, model, optim
+    from incv4.trainer import cpu_backend, cpu_conv, evaluate, model, optim
 
     device = choose_device(recipe.device_target)
-    cpu_backend.prepare(device, log if rank == 0 else (lambda _msg: None))  # before MindSpore runs a kernel
+    conv_library = cpu_backend.prepare(device, log if rank == 0 else (lambda _msg: None))  # before any kernel
     ms.set_context(mode=ms.GRAPH_MODE if recipe.mode == 0 else ms.PYNATIVE_MODE, device_target=device)
     from incv4.trainer.launch import apply_worker_settings
 
@@ -324,6 +324,8 @@ def _train(recipe, rank: int, rank_size: int, stop: StopRequest, resume: bool, s
     network = model.inception_v4(num_classes=recipe.num_classes, in_channels=recipe.in_channels,
                                   drop_rate=recipe.drop_rate or 0.0, bn_momentum=recipe.bn_momentum,
                                   bn_beta_init=recipe.bn_beta_init)
+    if conv_library:  # the CPU's faster convolutions (trainer/cpu_conv.py); parameter names unchanged
+        cpu_conv.swap(network, conv_library)
     if recipe.ckpt_path:
         _load_finetune_weights(network, recipe.ckpt_path)
     if amp_level != "O0":

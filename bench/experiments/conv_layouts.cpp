@@ -14,7 +14,7 @@
 #include <oneapi/dnnl/dnnl_threadpool.h>
 #include <oneapi/dnnl/dnnl_threadpool_iface.hpp>
 
-#include "onednn_pool.h"
+#include "onednn_pool.h"  // trainer/onednn_pool.h (the build adds -I trainer)
 
 #include <algorithm>
 #include <atomic>

@@ -56,7 +56,7 @@ def build() -> Path:
         raise SystemExit(f"conv_layouts: no oneDNN headers under {REF_VENV} (run `python -m bench` once to make it)")
     binary = CACHE_DIR / "conv_layouts"
     binary.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["g++", "-O2", "-std=c++17", f"-I{headers[0]}", str(SOURCE), "-o", str(binary),
+    subprocess.run(["g++", "-O2", "-std=c++17", f"-I{headers[0]}", f"-I{REPO_ROOT / 'trainer'}", str(SOURCE), "-o", str(binary),
                     str(libdir / "libdnnl.so.3"), f"-Wl,-rpath,{libdir}", "-lpthread"], check=True)
     return binary
 

@@ -1,14 +1,15 @@
 // MindSpore AOT custom-op kernels (ops.Custom(func_type="aot")) for a 2-D convolution through oneDNN's blocked
-// layouts: the lever bench/experiments/onednn_conv.py measures. MindSpore's own CPU Conv2D kernels hand oneDNN
-// plain NCHW memory; here oneDNN picks the layout (format_tag::any) and so its direct JIT kernels (AVX-512 ones on
-// a CPU that has it), with reorders from and to NCHW around them because every other MindSpore kernel holds NCHW.
-// It links MindSpore's own libdnnl.so.3, so it shares the process's oneDNN (and its ISA cap).
+// layouts; trainer/cpu_conv.py builds and uses them. MindSpore's own CPU Conv2D kernels hand oneDNN plain NCHW
+// memory; here oneDNN picks the layout (format_tag::any) and so its direct JIT kernels (AVX-512 ones on a CPU that
+// has them), with reorders from and to NCHW around them because every other MindSpore kernel holds NCHW.
+// It links MindSpore's own libdnnl.so.3, so it shares the process's oneDNN (and its ISA cap, if one is set).
 //
 // Kernels (inputs, then the output; float32, NCHW / OIHW; `geom` is int32 [stride_h, stride_w, pad_top, pad_left],
 // the bottom/right padding follows from the shapes):
 //   ConvForward(x, w, geom) -> y
 //   ConvBackwardData(dy, w, geom, x) -> dx           (x only gives dx's shape)
 //   ConvBackwardWeights(x, dy, w, geom) -> dw        (w only gives dw's shape)
+// Threads: INCV4_CPU_THREADS (the launcher's per-worker count), else every core.
 #include <oneapi/dnnl/dnnl.hpp>
 #include <oneapi/dnnl/dnnl_threadpool.h>
 
@@ -40,7 +41,7 @@ struct Runtime {
     strm = stream(raw);
   }
   static int Threads() {
-    const char *env = getenv("INCV4_ONEDNN_CONV_THREADS");
+    const char *env = getenv("INCV4_CPU_THREADS");
     int n = env ? atoi(env) : static_cast<int>(std::thread::hardware_concurrency());
     return n > 0 ? n : 1;
   }

@@ -1,4 +1,4 @@
-// A thread pool for oneDNN's threadpool runtime (shared by conv_layouts.cpp and onednn_conv.cc).
+// A thread pool for oneDNN's threadpool runtime (shared by trainer/cpu_conv.cc and bench/experiments/conv_layouts.cpp).
 #pragma once
 
 #include <oneapi/dnnl/dnnl_threadpool_iface.hpp>
