@@ -2,6 +2,7 @@
 `operator/` folder never shadows the stdlib module when Python runs from the repo root."""
 import glob
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -33,6 +34,9 @@ def test_wheel_install_runs_the_cli_and_ships_recipes(repo_root, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                          check=True).stdout.split()
     assert out[0].startswith(site) and out[1] == "32"
+    # the CPU convolution op's C++ source ships with the trainer (trainer/cpu_conv.py compiles it on first use)
+    assert {p.name for p in (pathlib.Path(site) / "incv4" / "trainer").glob("*.[ch]*")} >= {"cpu_conv.cc",
+                                                                                           "onednn_pool.h"}
     help_text = subprocess.run([str(prefix / "bin" / "incv4"), "--help"], cwd=tmp_path, env=env,
                                capture_output=True, text=True, check=True).stdout
     assert "Usage: incv4" in help_text
