@@ -31,9 +31,9 @@ def _build_step(size: int, batch: int):
     import mindspore as ms
     import numpy as np
 
-    from incv4.trainer import cpu_backend, launch, model, optim, recipe, train
+    from incv4.trainer import cpu_backend, cpu_conv, launch, model, optim, recipe, train
 
-    cpu_backend.prepare("CPU", print)  # as train.py, before the first kernel
+    conv_library = cpu_backend.prepare("CPU", print)  # as train.py, before the first kernel
     ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
     if hasattr(launch, "apply_worker_settings"):
         launch.apply_worker_settings()  # the thread settings a worker applies
@@ -42,6 +42,8 @@ def _build_step(size: int, batch: int):
     ms.set_seed(0)
     net = model.inception_v4(num_classes=r.num_classes, drop_rate=r.drop_rate or 0.0, bn_momentum=r.bn_momentum,
                               bn_beta_init=r.bn_beta_init)
+    if conv_library:  # as train.py: the CPU convolution op
+        cpu_conv.swap(net, conv_library)
     loss = optim.create_loss(r)
     lr = optim.create_lr_schedule(r, 1000)  # 3 epochs x 1000 steps: longer than any run of this bench
     opt = optim.create_optimizer(net, r, lr)

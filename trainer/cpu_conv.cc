@@ -35,7 +35,7 @@ struct Runtime {
   Runtime() {
     dnnl_stream_t raw;
     if (dnnl_threadpool_interop_stream_create(&raw, eng.get(), &pool) != dnnl_success) {
-      fprintf(stderr, "onednn_conv: this libdnnl is not built with the threadpool runtime\n");
+      fprintf(stderr, "cpu_conv: this libdnnl is not built with the threadpool runtime\n");
       abort();
     }
     strm = stream(raw);
@@ -123,7 +123,7 @@ int Guarded(const char *name, Fn &&fn) {
     Rt().strm.wait();
     return 0;
   } catch (const std::exception &e) {
-    fprintf(stderr, "onednn_conv %s: %s\n", name, e.what());
+    fprintf(stderr, "cpu_conv %s: %s\n", name, e.what());
     return 1;
   }
 }
