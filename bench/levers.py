@@ -26,8 +26,7 @@ LEVERS = {
     "graph_kernel": ("incv4", ["--graph-kernel"]),        # MindSpore's graph kernel fusion (AKG)
     "fused_1x1": ("incv4", ["--model", "fused_1x1"]),  # sibling 1x1 convs as one conv (bench/experiments)
     "split_graphs": ("incv4", ["--step", "split"]),  # fwd+bwd and optimizer as two graphs (bench/experiments)
-    "lean_blocks": ("incv4", ["--model", "lean_blocks"]),
-    "lazy_blocks": ("incv4", ["--model", "lazy_blocks"]),  # repeated blocks under lazy_inline(policy="front")  # BasicConv2d calls its primitives (bench/experiments)
+    "lean_blocks": ("incv4", ["--model", "lean_blocks"]),  # BasicConv2d calls its primitives (bench/experiments)
     "decay_in_kernel": ("incv4", ["--optimizer", "decay_in_kernel"]),  # weight decay inside ops.SGD
     "unrolled_momentum": ("incv4", ["--optimizer", "unrolled"]),  # nn.Momentum's update as one unrolled loop
     # MindSpore's Conv2D instead of incv4's CPU convolution op (trainer/cpu_conv.py): capped at AVX2, as the trainer

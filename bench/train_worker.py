@@ -191,10 +191,6 @@ def _build_incv4_parts(args):
         from bench.experiments import lean_blocks
 
         factory = lean_blocks.inception_v4
-    elif args.model == "lazy_blocks":  # lever: the repeated blocks under lazy_inline(policy="front")
-        from bench.experiments import lazy_blocks
-
-        factory = lazy_blocks.inception_v4
     net = factory(num_classes=recipe.num_classes, drop_rate=recipe.drop_rate, bn_momentum=recipe.bn_momentum)
     if args.conv_library:  # as train.py: the CPU convolution op, parameter names unchanged
         from incv4.trainer import cpu_conv
@@ -263,7 +259,7 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cpu-conv", choices=("auto", "mindspore"), default="auto",
                         help="incv4 side: its CPU convolution op when it builds, oneDNN uncapped, as the trainer "
                              "runs (trainer/cpu_conv.py, cpu_backend.py); or MindSpore's Conv2D, capped at AVX2")
-    parser.add_argument("--model", choices=("incv4", "fused_1x1", "lean_blocks", "lazy_blocks"), default="incv4",
+    parser.add_argument("--model", choices=("incv4", "fused_1x1", "lean_blocks"), default="incv4",
                         help="incv4 side: trainer/model.py, or a model lever from bench/experiments")
     return parser
 

@@ -86,28 +86,6 @@ def test_lean_blocks_compute_what_incv4s_model_computes_and_leave_the_model_modu
     assert np.abs(ours.parameters_dict()[moving].asnumpy()).max() > 0
 
 
-def test_lazy_blocks_compute_what_incv4s_model_computes_and_leave_the_model_module_alone():
-    from bench.experiments import lazy_blocks
-    from incv4.trainer import model
-
-    ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
-    ms.set_seed(4)
-    ours = model.inception_v4(num_classes=5, drop_rate=0.0)
-    ms.set_seed(4)
-    lazy = lazy_blocks.inception_v4(num_classes=5, drop_rate=0.0)
-    assert all(getattr(model, name).__name__ == name for name in lazy_blocks.REPEATED_BLOCKS)  # put back
-    assert [type(c).__name__ for _, c in lazy.cells_and_names()].count("LazyInceptionB") == 7
-    ours_params, lazy_params = ours.parameters_dict(), lazy.parameters_dict()
-    assert list(lazy_params) == list(ours_params)
-    for name, value in ours_params.items():  # the same initial values: the same network, built the same way
-        np.testing.assert_array_equal(lazy_params[name].asnumpy(), value.asnumpy(), err_msg=name)
-    x = Tensor(np.random.default_rng(2).standard_normal((2, 3, 75, 75)).astype(np.float32))
-    for train in (False, True):  # eval: moving statistics; train: batch statistics and their update
-        ours.set_train(train)
-        lazy.set_train(train)
-        np.testing.assert_allclose(lazy(x).asnumpy(), ours(x).asnumpy(), rtol=1e-5, atol=1e-5)
-
-
 def test_split_graphs_train_like_one_graph():
     r = recipe.load(recipe.shipped_path("inception_v4_ascend.yaml"), overrides=["weight_decay=0.01"])
     lrs = [0.1, 0.2, 0.3]

@@ -170,6 +170,33 @@ def test_same_function_as_mindcv(pynative, mindcv_net):
         np.testing.assert_allclose(ours(x).asnumpy(), theirs(x).asnumpy(), rtol=1e-5, atol=1e-5)
 
 
+def test_graph_mode_equals_mindcv_with_lazy_inlined_blocks(mindcv_net):
+    """Graph mode is where the repeated blocks' @lazy_inline(policy="front") acts (PyNative ignores it): compiled,
+    our network still computes MindCV's (plain) network, in eval and in train mode, including the moving
+    statistics' update."""
+    from mindcv.models import inception_v4 as mindcv_inception_v4
+
+    previous = ms.get_context("mode")
+    ms.set_context(mode=ms.GRAPH_MODE)
+    try:
+        theirs = mindcv_inception_v4(num_classes=5, drop_rate=0.0)
+        ours = inception_v4(num_classes=5, drop_rate=0.0)
+        ms.load_param_into_net(ours, theirs.parameters_dict(), strict_load=True)
+        lazy = [c for _, c in ours.cells_and_names() if getattr(c, "cell_init_args", "").startswith("lazy_inline_")]
+        assert len(lazy) == 14 and not any(c.no_inline for c in lazy)  # 4 A + 7 B + 3 C, inlined ("front")
+        x = ms.Tensor(np.random.RandomState(4).randn(2, 3, MIN_IMAGE_SIZE, MIN_IMAGE_SIZE).astype(np.float32))
+        for train in (False, True):
+            theirs.set_train(train)
+            ours.set_train(train)
+            np.testing.assert_allclose(ours(x).asnumpy(), theirs(x).asnumpy(), rtol=1e-5, atol=1e-5)
+        moving = "features.14.branch_0.bn.moving_mean"  # inside an InceptionC, i.e. a lazily inlined block
+        ours_moving = ours.parameters_dict()[moving].asnumpy()
+        np.testing.assert_allclose(ours_moving, theirs.parameters_dict()[moving].asnumpy(), rtol=1e-6, atol=1e-7)
+        assert np.abs(ours_moving).max() > 0
+    finally:
+        ms.set_context(mode=previous)
+
+
 def test_mindcv_checkpoint_loads_by_name(tmp_path, net, mindcv_net):
     """A checkpoint saved from MindCV's model (as the released inception_v4-db9c45b3.ckpt is) loads into ours with
     nothing missing and nothing unexpected."""
