@@ -78,6 +78,9 @@ def main(argv=None) -> int:
     parser.add_argument("--compile", action="store_true",
                         help="compile time only: incv4, the levers given and MindCV in fresh processes, "
                              "alternating, --rounds each")
+    parser.add_argument("--conv-library-file", metavar="SO",
+                        help="adds the variant prebuilt_conv: the incv4 side with this prebuilt cpu_conv library "
+                             "(e.g. built from an earlier trainer/cpu_conv.cc) instead of the current one")
     parser.add_argument("--no-lock", action="store_true", help="the caller holds /tmp/incv4-heavy.lock")
     args = parser.parse_args(argv)
     for name in args.levers:
@@ -103,8 +106,10 @@ def main(argv=None) -> int:
             print(f"{side:8} compile s median {shown}  samples {rounded}")
         return 0
     variants = {"incv4": ("incv4", [])}
-    for name in args.levers or ["threads2", "plain_step"]:
+    for name in args.levers or ([] if args.conv_library_file else ["threads2", "plain_step"]):
         variants[name] = LEVERS[name]
+    if args.conv_library_file:
+        variants["prebuilt_conv"] = ("incv4", ["--conv-library-file", args.conv_library_file])
     with heavy_lock(not args.no_lock):
         res = measure(args.size, args.batch, args.rounds, args.steps, variants=variants,
                       log=lambda m: print(m, flush=True))

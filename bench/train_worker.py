@@ -153,7 +153,8 @@ def build(args):
         if args.cpu_conv == "auto":  # as the trainer decides (trainer/cpu_backend.py): the op, then no cap
             from incv4.trainer import cpu_conv
 
-            args.conv_library = cpu_conv.choose(lambda line: print(line, file=sys.stderr))
+            args.conv_library = (args.conv_library_file or
+                                 cpu_conv.choose(lambda line: print(line, file=sys.stderr)))
             if args.conv_library and args.onednn_isa == "capped":
                 args.onednn_isa = "default"
         _mindspore_context(args)
@@ -259,6 +260,9 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cpu-conv", choices=("auto", "mindspore"), default="auto",
                         help="incv4 side: its CPU convolution op when it builds, oneDNN uncapped, as the trainer "
                              "runs (trainer/cpu_conv.py, cpu_backend.py); or MindSpore's Conv2D, capped at AVX2")
+    parser.add_argument("--conv-library-file", metavar="SO",
+                        help="incv4 side, --cpu-conv auto: this prebuilt cpu_conv library instead of the one built "
+                             "from trainer/cpu_conv.cc (a lever: an earlier or edited version of the kernels)")
     parser.add_argument("--model", choices=("incv4", "fused_1x1", "lean_blocks"), default="incv4",
                         help="incv4 side: trainer/model.py, or a model lever from bench/experiments")
     return parser

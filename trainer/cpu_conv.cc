@@ -59,6 +59,24 @@ Runtime &Rt() {
   return rt;
 }
 
+// The blocked copies live in buffers that every call reuses (calls take turns on Lock()), one per operand role,
+// grown to the largest size asked: a step would otherwise allocate, page-fault and free fresh memory ~1300 times.
+enum Slot { kSrc, kWeights, kDst, kDiffDst, kSlots };
+
+void *Buffer(Slot slot, size_t bytes) {
+  struct Grown {
+    std::unique_ptr<char[]> data;
+    size_t bytes = 0;
+  };
+  static Grown slots[kSlots];
+  Grown &g = slots[slot];
+  if (g.bytes < bytes) {
+    g.data.reset(new char[bytes + 64]);
+    g.bytes = bytes;
+  }
+  return g.data.get() + (64 - reinterpret_cast<uintptr_t>(g.data.get()) % 64) % 64;  // 64-byte aligned
+}
+
 memory::dims Dims(const int64_t *shape) { return {shape[0], shape[1], shape[2], shape[3]}; }
 
 // The three primitives of one convolution geometry, created on its first call and kept.
@@ -98,17 +116,17 @@ Conv &Get(const memory::dims &x, const memory::dims &w, const memory::dims &y, c
 
 memory Plain(const memory::dims &dims, void *data) { return memory({dims, dt::f32, tag::abcd}, Rt().eng, data); }
 
-// `plain` in the layout `want` (a reorder into a new buffer, or `plain` itself when it already is).
-memory To(memory &plain, const memory::desc &want) {
+// `plain` in the layout `want` (a reorder into `slot`'s buffer, or `plain` itself when it already is).
+memory To(memory &plain, const memory::desc &want, Slot slot) {
   if (plain.get_desc() == want) return plain;
-  memory m(want, Rt().eng);
+  memory m(want, Rt().eng, Buffer(slot, want.get_size()));
   reorder(plain, m).execute(Rt().strm, plain, m);
   return m;
 }
 
 // Where a primitive writes a result that must end up in `plain`; Back() reorders it there when they differ.
-memory Result(const memory::desc &have, memory &plain) {
-  return have == plain.get_desc() ? plain : memory(have, Rt().eng);
+memory Result(const memory::desc &have, memory &plain, Slot slot) {
+  return have == plain.get_desc() ? plain : memory(have, Rt().eng, Buffer(slot, have.get_size()));
 }
 
 void Back(memory &m, memory &plain) {
@@ -134,8 +152,8 @@ extern "C" int ConvForward(int, void **params, int *, int64_t **shapes, const ch
     memory::dims x = Dims(shapes[0]), w = Dims(shapes[1]), y = Dims(shapes[3]);
     Conv &c = Get(x, w, y, static_cast<const int32_t *>(params[2]));
     memory xp = Plain(x, params[0]), wp = Plain(w, params[1]), yp = Plain(y, params[3]);
-    memory xs = To(xp, c.fwd_pd.src_desc()), ws = To(wp, c.fwd_pd.weights_desc());
-    memory ys = Result(c.fwd_pd.dst_desc(), yp);
+    memory xs = To(xp, c.fwd_pd.src_desc(), kSrc), ws = To(wp, c.fwd_pd.weights_desc(), kWeights);
+    memory ys = Result(c.fwd_pd.dst_desc(), yp, kDst);
     c.fwd.execute(Rt().strm, {{DNNL_ARG_SRC, xs}, {DNNL_ARG_WEIGHTS, ws}, {DNNL_ARG_DST, ys}});
     Back(ys, yp);
   });
@@ -146,8 +164,8 @@ extern "C" int ConvBackwardData(int, void **params, int *, int64_t **shapes, con
     memory::dims y = Dims(shapes[0]), w = Dims(shapes[1]), x = Dims(shapes[4]);
     Conv &c = Get(x, w, y, static_cast<const int32_t *>(params[2]));
     memory dyp = Plain(y, params[0]), wp = Plain(w, params[1]), dxp = Plain(x, params[4]);
-    memory dys = To(dyp, c.data_pd.diff_dst_desc()), ws = To(wp, c.data_pd.weights_desc());
-    memory dxs = Result(c.data_pd.diff_src_desc(), dxp);
+    memory dys = To(dyp, c.data_pd.diff_dst_desc(), kDiffDst), ws = To(wp, c.data_pd.weights_desc(), kWeights);
+    memory dxs = Result(c.data_pd.diff_src_desc(), dxp, kSrc);
     c.data.execute(Rt().strm, {{DNNL_ARG_DIFF_DST, dys}, {DNNL_ARG_WEIGHTS, ws}, {DNNL_ARG_DIFF_SRC, dxs}});
     Back(dxs, dxp);
   });
@@ -158,8 +176,8 @@ extern "C" int ConvBackwardWeights(int, void **params, int *, int64_t **shapes, 
     memory::dims x = Dims(shapes[0]), y = Dims(shapes[1]), w = Dims(shapes[4]);
     Conv &c = Get(x, w, y, static_cast<const int32_t *>(params[3]));
     memory xp = Plain(x, params[0]), dyp = Plain(y, params[1]), dwp = Plain(w, params[4]);
-    memory xs = To(xp, c.weights_pd.src_desc()), dys = To(dyp, c.weights_pd.diff_dst_desc());
-    memory dws = Result(c.weights_pd.diff_weights_desc(), dwp);
+    memory xs = To(xp, c.weights_pd.src_desc(), kSrc), dys = To(dyp, c.weights_pd.diff_dst_desc(), kDiffDst);
+    memory dws = Result(c.weights_pd.diff_weights_desc(), dwp, kWeights);
     c.weights.execute(Rt().strm, {{DNNL_ARG_SRC, xs}, {DNNL_ARG_DIFF_DST, dys}, {DNNL_ARG_DIFF_WEIGHTS, dws}});
     Back(dws, dwp);
   });
