@@ -44,6 +44,11 @@ def test_shipped_recipes_validate():
     ("amp_level=O5", "recipe key 'amp_level': must be one of O0, O1, O2, O3; got 'O5'"),
     ("bn_beta_init=20", "recipe key 'bn_beta_init': must be in [-10, 10], got 20.0"),
     ("dataset_download=true", "recipe key 'dataset_download': is not supported: incv4 never downloads data"),
+    # MindCV train-step extras incv4's trainer does not implement: refused rather than silently ignored
+    ("ema=true", "recipe key 'ema': is not supported: incv4's trainer keeps no EMA weights"),
+    ("clip_grad=true", "recipe key 'clip_grad': is not supported: incv4's trainer does not clip gradients"),
+    ("gradient_accumulation_steps=4",
+     "recipe key 'gradient_accumulation_steps': must be 1, got 4: incv4's trainer does not accumulate gradients"),
 ])
 def test_bad_values_are_one_line_naming_the_key(override, message):
     with pytest.raises(rc.RecipeError) as info:

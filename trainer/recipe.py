@@ -123,11 +123,14 @@ KEYS: dict[str, Key] = {
     "ckpt_save_policy": Key("str", "latest_k", choices=("latest_k", "top_k"), nullable=True),
     "epoch_size": Key("int", 90, _positive),
     "dataset_sink_mode": Key("bool", True),
-    "ema": Key("bool", False),
+    # MindCV's train-step extras that incv4's train step (trainer/train.py) does not implement: refused, never ignored
+    "ema": Key("bool", False, lambda v: "is not supported: incv4's trainer keeps no EMA weights" if v else None),
     "ema_decay": Key("float", 0.9999, _probability),
-    "clip_grad": Key("bool", False),
+    "clip_grad": Key("bool", False, lambda v: "is not supported: incv4's trainer does not clip gradients" if v
+                     else None),
     "clip_value": Key("float", 15.0, _positive),
-    "gradient_accumulation_steps": Key("int", 1, _positive),
+    "gradient_accumulation_steps": Key("int", 1, lambda v: None if v == 1 else
+                                       f"must be 1, got {v}: incv4's trainer does not accumulate gradients"),
     # optimizer
     "opt": Key("str", "adam", choices=("sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad", "lamb", "nadam")),
     "momentum": Key("float", 0.9, _probability),
