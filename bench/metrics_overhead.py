@@ -42,11 +42,12 @@ def _build_step(size: int, batch: int):
     ms.set_seed(0)
     net = model.inception_v4(num_classes=r.num_classes, drop_rate=r.drop_rate or 0.0, bn_momentum=r.bn_momentum,
                               bn_beta_init=r.bn_beta_init)
-    if conv_library:  # as train.py: the CPU convolution op
-        cpu_conv.swap(net, conv_library)
+    decayed_in_gradient = []
+    if conv_library:  # as train.py: the CPU convolution op, adding the weight decay to its weight gradients
+        decayed_in_gradient = cpu_conv.swap(net, conv_library, optim.gradient_weight_decay(r))
     loss = optim.create_loss(r)
     lr = optim.create_lr_schedule(r, 1000)  # 3 epochs x 1000 steps: longer than any run of this bench
-    opt = optim.create_optimizer(net, r, lr)
+    opt = optim.create_optimizer(net, r, lr, decayed_in_gradient)
     step = train.build_train_step(net, loss, opt, r.loss_scale, 1, optim.optimizer_loss_scale(r),
                                   check_gradients=False)  # as train.py builds it for amp O0 (the CPU)
     rng = np.random.default_rng(0)

@@ -193,13 +193,17 @@ def _build_incv4_parts(args):
 
         factory = lean_blocks.inception_v4
     net = factory(num_classes=recipe.num_classes, drop_rate=recipe.drop_rate, bn_momentum=recipe.bn_momentum)
-    if args.conv_library:  # as train.py: the CPU convolution op, parameter names unchanged
+    decayed_in_gradient = []
+    if args.conv_library:  # as train.py: the CPU convolution op (adding the weight decay to its weight gradients)
         from incv4.trainer import cpu_conv
 
-        cpu_conv.swap(net, args.conv_library)
+        own_optimizer = args.optimizer == "incv4"  # the optimizer levers decay every weight themselves
+        swapped = cpu_conv.swap(net, args.conv_library,
+                                incv4_optim.gradient_weight_decay(recipe) if own_optimizer else 0.0)
+        decayed_in_gradient = swapped if own_optimizer else []
     loss = incv4_optim.create_loss(recipe)
     schedule = incv4_optim.create_lr_schedule(recipe, STEPS_PER_EPOCH)
-    opt = incv4_optim.create_optimizer(net, recipe, schedule)
+    opt = incv4_optim.create_optimizer(net, recipe, schedule, decayed_in_gradient)
     if args.optimizer == "decay_in_kernel":  # lever: weight decay inside ops.SGD (bench/experiments)
         from bench.experiments import fused_sgd_optimizer
 

@@ -58,7 +58,8 @@ def test_swapping_the_op_into_inceptionv4_keeps_the_names_and_the_output(library
     names = [p.name for p in net.get_parameters()]
     x = Tensor(np.random.default_rng(1).standard_normal((2, 3, 75, 75)).astype(np.float32))
     expected = net(x).asnumpy()
-    assert cpu_conv.swap(net, library) == 149
+    swapped = cpu_conv.swap(net, library)
+    assert len(swapped) == 149 and all(name.endswith(".conv.weight") for name in swapped)
     assert [p.name for p in net.get_parameters()] == names
     assert not any(isinstance(cell, nn.Conv2d) for _, cell in net.cells_and_names())
     np.testing.assert_allclose(net(x).asnumpy(), expected, rtol=1e-3, atol=1e-4)
@@ -81,3 +82,67 @@ def test_choose_says_which_convolutions_run(monkeypatch, tmp_path):
     monkeypatch.setattr(cpu_conv, "DEVEL_HEADER", "oneapi/dnnl/not-there.hpp")
     assert cpu_conv.choose(said.append) is None and "no oneDNN headers" in said[-1]
     assert not list(tmp_path.glob("incv4/*.so"))
+
+
+def test_the_backward_adds_the_weight_decay_to_the_weight_gradient_only(library):
+    ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
+    ms.set_seed(5)
+    reference = nn.Conv2d(32, 48, 3, 1, pad_mode="pad", padding=1, weight_init="normal")
+    x = Tensor(np.random.default_rng(3).standard_normal((2, 32, 9, 9)).astype(np.float32))
+    grads = {decay: ms.grad(_SquaredSum(cpu_conv._conv_cell(reference, library, decay)), grad_position=0,
+                            weights=[reference.weight])(x) for decay in (0.0, 0.25)}
+    (dx_plain, (dw_plain,)), (dx_decayed, (dw_decayed,)) = grads[0.0], grads[0.25]
+    np.testing.assert_array_equal(dx_decayed.asnumpy(), dx_plain.asnumpy())
+    np.testing.assert_allclose(dw_decayed.asnumpy(), dw_plain.asnumpy() + 0.25 * reference.weight.asnumpy(),
+                               rtol=1e-5, atol=1e-4)
+
+
+class _TwoConvNet(nn.Cell):
+    """Two BasicConv2d blocks (what swap() replaces) and a classifier (decayed by the optimizer either way)."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.SequentialCell([model.BasicConv2d(3, 8, 3, stride=2, pad_mode="valid"),
+                                           model.BasicConv2d(8, 16, 3, pad_mode="pad", padding=1)])
+        self.classifier = nn.Dense(16, 4)
+
+    def construct(self, x):
+        return self.classifier(self.features(x).mean(axis=(2, 3)))
+
+
+@pytest.mark.parametrize("keys", [dict(loss_scale=8.0),  # the optimizer divides by the fixed scale (MindCV)
+                                  dict(loss_scale=8.0, drop_overflow_update=True)])  # the step unscales
+def test_training_with_the_decay_in_the_op_equals_the_optimizers_decay(library, keys):
+    """Three train steps as train.py builds them: MindSpore's Conv2D with the optimizer decaying every weight, and
+    the op adding optim.gradient_weight_decay(recipe) x weight to its gradients with the optimizer leaving the
+    conv weights undecayed. Same weights after, and the decay mattered."""
+    from incv4.trainer import optim, train
+    from incv4.trainer import recipe as recipes
+
+    ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
+    rng = np.random.default_rng(6)
+    batches = [(Tensor(rng.standard_normal((4, 3, 15, 15)).astype(np.float32)),
+                Tensor(rng.integers(0, 4, 4).astype(np.int32))) for _ in range(3)]
+
+    def train_three_steps(weight_decay, use_op):
+        r = recipes.load(recipes.shipped_path("inception_v4_ascend.yaml"),
+                         overrides=[f"weight_decay={weight_decay}", "num_classes=4", "label_smoothing=0.1"],
+                         **keys)
+        ms.set_seed(7)
+        net = _TwoConvNet()
+        decayed = cpu_conv.swap(net, library, optim.gradient_weight_decay(r)) if use_op else []
+        opt = optim.create_optimizer(net, r, [0.1, 0.1, 0.1], decayed)
+        step = train.build_train_step(net, optim.create_loss(r), opt, r.loss_scale, 1,
+                                      optim.optimizer_loss_scale(r), check_gradients=False)
+        one, update, go = Tensor(np.float32(1.0)), Tensor(True), Tensor(np.float32(0.0))
+        for images, labels in batches:
+            step(images, labels, one, update, go)
+        return {p.name: p.asnumpy().copy() for p in net.trainable_params()}
+
+    reference, ours = train_three_steps(0.05, use_op=False), train_three_steps(0.05, use_op=True)
+    undecayed = train_three_steps(0.0, use_op=True)
+    assert list(ours) == list(reference)
+    for name, value in reference.items():
+        np.testing.assert_allclose(ours[name], value, rtol=1e-4, atol=1e-5, err_msg=name)
+    conv = "features.1.conv.weight"
+    assert np.abs(undecayed[conv] - reference[conv]).max() > 100 * np.abs(ours[conv] - reference[conv]).max()

@@ -4,11 +4,11 @@
 // has them), with reorders from and to NCHW around them because every other MindSpore kernel holds NCHW.
 // It links MindSpore's own libdnnl.so.3, so it shares the process's oneDNN (and its ISA cap, if one is set).
 //
-// Kernels (inputs, then the output; float32, NCHW / OIHW; `geom` is int32 [stride_h, stride_w, pad_top, pad_left],
-// the bottom/right padding follows from the shapes):
-//   ConvForward(x, w, geom) -> y
-//   ConvBackwardData(dy, w, geom, x) -> dx           (x only gives dx's shape)
-//   ConvBackwardWeights(x, dy, w, geom) -> dw        (w only gives dw's shape)
+// Kernels (inputs, then the outputs; float32, NCHW / OIHW; `geom` is int32 [stride_h, stride_w, pad_top, pad_left],
+// the bottom/right padding follows from the shapes; `decay` is float32 [weight_decay]):
+//   ConvForward(x, w, geom, decay) -> y                (decay unused: it is an input so the backward gets it)
+//   ConvBackward(dy, x, w, geom, decay) -> (dx, dw)    dw = dL/dw + decay * w
+// One backward kernel for both gradients, so dy is reordered once for the two primitives.
 // Threads: INCV4_CPU_THREADS (the launcher's per-worker count), else every core.
 #include <oneapi/dnnl/dnnl.hpp>
 #include <oneapi/dnnl/dnnl_threadpool.h>
@@ -133,6 +133,18 @@ void Back(memory &m, memory &plain) {
   if (m != plain) reorder(m, plain).execute(Rt().strm, m, plain);
 }
 
+// dst += scale * src (both plain): one reorder with a source scale and a sum post-op, i.e. one pass.
+void AddScaled(memory &src, memory &dst, float scale) {
+  primitive_attr attr;
+  attr.set_scales_mask(DNNL_ARG_SRC, 0);
+  post_ops sum;
+  sum.append_sum(1.0f);
+  attr.set_post_ops(sum);
+  reorder::primitive_desc pd(Rt().eng, src.get_desc(), Rt().eng, dst.get_desc(), attr);
+  memory scales({{1}, dt::f32, tag::x}, Rt().eng, &scale);
+  reorder(pd).execute(Rt().strm, {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}, {DNNL_ARG_ATTR_SCALES | DNNL_ARG_SRC, scales}});
+}
+
 template <typename Fn>
 int Guarded(const char *name, Fn &&fn) {
   try {
@@ -149,9 +161,9 @@ int Guarded(const char *name, Fn &&fn) {
 
 extern "C" int ConvForward(int, void **params, int *, int64_t **shapes, const char **, void *, void *) {
   return Guarded("ConvForward", [&] {
-    memory::dims x = Dims(shapes[0]), w = Dims(shapes[1]), y = Dims(shapes[3]);
+    memory::dims x = Dims(shapes[0]), w = Dims(shapes[1]), y = Dims(shapes[4]);
     Conv &c = Get(x, w, y, static_cast<const int32_t *>(params[2]));
-    memory xp = Plain(x, params[0]), wp = Plain(w, params[1]), yp = Plain(y, params[3]);
+    memory xp = Plain(x, params[0]), wp = Plain(w, params[1]), yp = Plain(y, params[4]);
     memory xs = To(xp, c.fwd_pd.src_desc(), kSrc), ws = To(wp, c.fwd_pd.weights_desc(), kWeights);
     memory ys = Result(c.fwd_pd.dst_desc(), yp, kDst);
     c.fwd.execute(Rt().strm, {{DNNL_ARG_SRC, xs}, {DNNL_ARG_WEIGHTS, ws}, {DNNL_ARG_DST, ys}});
@@ -159,26 +171,28 @@ extern "C" int ConvForward(int, void **params, int *, int64_t **shapes, const ch
   });
 }
 
-extern "C" int ConvBackwardData(int, void **params, int *, int64_t **shapes, const char **, void *, void *) {
-  return Guarded("ConvBackwardData", [&] {
-    memory::dims y = Dims(shapes[0]), w = Dims(shapes[1]), x = Dims(shapes[4]);
-    Conv &c = Get(x, w, y, static_cast<const int32_t *>(params[2]));
-    memory dyp = Plain(y, params[0]), wp = Plain(w, params[1]), dxp = Plain(x, params[4]);
+extern "C" int ConvBackward(int, void **params, int *, int64_t **shapes, const char **, void *, void *) {
+  return Guarded("ConvBackward", [&] {
+    memory::dims y = Dims(shapes[0]), x = Dims(shapes[1]), w = Dims(shapes[2]);
+    Conv &c = Get(x, w, y, static_cast<const int32_t *>(params[3]));
+    const float decay = *static_cast<const float *>(params[4]);
+    memory dyp = Plain(y, params[0]), xp = Plain(x, params[1]), wp = Plain(w, params[2]);
+    memory dxp = Plain(x, params[5]), dwp = Plain(w, params[6]);
+
     memory dys = To(dyp, c.data_pd.diff_dst_desc(), kDiffDst), ws = To(wp, c.data_pd.weights_desc(), kWeights);
     memory dxs = Result(c.data_pd.diff_src_desc(), dxp, kSrc);
     c.data.execute(Rt().strm, {{DNNL_ARG_DIFF_DST, dys}, {DNNL_ARG_WEIGHTS, ws}, {DNNL_ARG_DIFF_SRC, dxs}});
     Back(dxs, dxp);
+
+    // dy's blocked copy serves again when backward-weights wants the same layout (nearly always); kSrc and
+    // kWeights are free again, kDst is unused in the backward
+    const memory::desc &dy_want = c.weights_pd.diff_dst_desc();
+    memory dyw = dys.get_desc() == dy_want ? dys : To(dyp, dy_want, kDst);
+    memory xs = To(xp, c.weights_pd.src_desc(), kSrc);
+    memory dws = Result(c.weights_pd.diff_weights_desc(), dwp, kWeights);
+    c.weights.execute(Rt().strm, {{DNNL_ARG_SRC, xs}, {DNNL_ARG_DIFF_DST, dyw}, {DNNL_ARG_DIFF_WEIGHTS, dws}});
+    Back(dws, dwp);
+    if (decay != 0.0f) AddScaled(wp, dwp, decay);
   });
 }
 
-extern "C" int ConvBackwardWeights(int, void **params, int *, int64_t **shapes, const char **, void *, void *) {
-  return Guarded("ConvBackwardWeights", [&] {
-    memory::dims x = Dims(shapes[0]), y = Dims(shapes[1]), w = Dims(shapes[4]);
-    Conv &c = Get(x, w, y, static_cast<const int32_t *>(params[3]));
-    memory xp = Plain(x, params[0]), dyp = Plain(y, params[1]), dwp = Plain(w, params[4]);
-    memory xs = To(xp, c.weights_pd.src_desc(), kSrc), dys = To(dyp, c.weights_pd.diff_dst_desc(), kDiffDst);
-    memory dws = Result(c.weights_pd.diff_weights_desc(), dwp, kWeights);
-    c.weights.execute(Rt().strm, {{DNNL_ARG_SRC, xs}, {DNNL_ARG_DIFF_DST, dys}, {DNNL_ARG_DIFF_WEIGHTS, dws}});
-    Back(dws, dwp);
-  });
-}

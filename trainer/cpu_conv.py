@@ -3,8 +3,9 @@
 MindSpore's own CPU Conv2D kernels hand oneDNN plain NCHW memory, for which oneDNN has only its im2col + GEMM
 convolution (and, on AVX-512 CPUs, a ~20x slower one: trainer/cpu_backend.py). Here oneDNN picks the layout
 (format_tag::any) and so its direct JIT kernels, AVX-512 ones where the CPU has them, with reorders from and to
-NCHW around them because every other MindSpore kernel holds NCHW (trainer/cpu_conv.cc). The forward and both
-backward passes are AOT kernels (`ops.Custom(func_type="aot")`; the backward ones are the forward op's bprop).
+NCHW around them because every other MindSpore kernel holds NCHW (trainer/cpu_conv.cc). The forward pass and the
+backward pass (both gradients in one kernel, sharing dy's reorder, and the weight decay added to the weight's
+gradient in the same kernel) are AOT kernels (`ops.Custom(func_type="aot")`; the backward is the forward's bprop).
 Measured on an Intel Xeon with AVX-512, 2 cores, batch 8 (bench/FINDINGS.md, session 8): a train step 1.45x
 faster at 75 px and 1.56x at 299 px than with MindSpore's convolutions, and ~20 % less memory.
 
@@ -114,12 +115,13 @@ def _pads(kernel, stride, pad_mode, padding):
     return ((kh - 1) // 2, kh - 1 - (kh - 1) // 2, (kw - 1) // 2, kw - 1 - (kw - 1) // 2)
 
 
-def _conv_cell(conv, lib: str):
+def _conv_cell(conv, lib: str, weight_decay: float = 0.0):
     import numpy as np
     from mindspore import Tensor, nn, ops
 
     class OneDnnConv2d(nn.Cell):
-        """nn.Conv2d (no bias, group 1, dilation 1) computed by cpu_conv.cc. Holds nn.Conv2d's `weight`."""
+        """nn.Conv2d (no bias, group 1, dilation 1) computed by cpu_conv.cc. Holds nn.Conv2d's `weight`. Its weight
+        gradient includes `weight_decay * weight` (swap() explains when)."""
 
         def __init__(self):
             super().__init__()
@@ -129,37 +131,40 @@ def _conv_cell(conv, lib: str):
             top, bottom, left, right = _pads(kernel, stride, conv.pad_mode, conv.padding)
             self.weight = conv.weight  # the same Parameter: its value, and its name once swap() restores it
             self.geom = Tensor(np.array([stride[0], stride[1], top, left], np.int32))  # cpu_conv.cc's `geom`
+            self.decay = Tensor(np.array([weight_decay], np.float32))  # cpu_conv.cc's `decay`
 
-            def y_shape(x, w, _geom):
+            def y_shape(x, w, _geom, _decay):
                 return [x[0], w[0], (x[2] + top + bottom - w[2]) // stride[0] + 1,
                         (x[3] + left + right - w[3]) // stride[1] + 1]
 
-            backward_data = ops.Custom(f"{lib}:ConvBackwardData", out_shape=lambda dy, w, g, x: x,
-                                       out_dtype=lambda dy, w, g, x: x, func_type="aot")
-            backward_weights = ops.Custom(f"{lib}:ConvBackwardWeights", out_shape=lambda x, dy, w, g: w,
-                                          out_dtype=lambda x, dy, w, g: w, func_type="aot")
+            backward = ops.Custom(f"{lib}:ConvBackward", out_shape=lambda dy, x, w, g, d: (x, w),
+                                  out_dtype=lambda dy, x, w, g, d: (x, w), func_type="aot")
 
-            def bprop(x, w, geom, _out, dout):
-                return backward_data(dout, w, geom, x), backward_weights(x, dout, w, geom), ops.zeros_like(geom)
+            def bprop(x, w, geom, decay, _out, dout):
+                dx, dw = backward(dout, x, w, geom, decay)
+                return dx, dw, ops.zeros_like(geom), ops.zeros_like(decay)
 
-            self.forward = ops.Custom(f"{lib}:ConvForward", out_shape=y_shape, out_dtype=lambda x, w, g: x,
+            self.forward = ops.Custom(f"{lib}:ConvForward", out_shape=y_shape, out_dtype=lambda x, w, g, d: x,
                                       func_type="aot", bprop=bprop)
 
         def construct(self, x):
-            return self.forward(x, self.weight, self.geom)
+            return self.forward(x, self.weight, self.geom, self.decay)
 
     return OneDnnConv2d()
 
 
-def swap(network, lib: str) -> int:
+def swap(network, lib: str, weight_decay: float = 0.0) -> list:
     """Replace every BasicConv2d's nn.Conv2d in `network` with the op, in place, keeping each weight Parameter and
-    its name. Returns how many were replaced (149 for InceptionV4)."""
+    its name. Each op adds `weight_decay * weight` to its weight's gradient (one pass inside its backward kernel
+    instead of MindSpore's Mul and AddN per weight); the caller then leaves those weights out of the optimizer's
+    decay (optim.gradient_weight_decay gives the value that keeps the update the same). Returns the names of the
+    weights swapped (149 for InceptionV4)."""
     from incv4.trainer import model
 
     names = {id(p): p.name for p in network.get_parameters()}
     blocks = [cell for _, cell in network.cells_and_names() if isinstance(cell, model.BasicConv2d)]
     for block in blocks:
-        block.conv = _conv_cell(block.conv, lib)
+        block.conv = _conv_cell(block.conv, lib, weight_decay)
     for parameter in network.get_parameters():  # attaching a cell re-prefixes its parameters' names
         parameter.name = names[id(parameter)]
-    return len(blocks)
+    return [block.conv.weight.name for block in blocks]

@@ -10,14 +10,14 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, List, Mapping
+from typing import Callable, Collection, List, Mapping
 
 from mindspore import nn, ops
 
 from .recipe import RecipeError
 
-__all__ = ["create_lr_schedule", "create_optimizer", "create_loss", "optimizer_loss_scale",
-           "no_weight_decay", "parameter_groups", "CrossEntropySmooth", "SCHEDULERS", "OPTIMIZERS"]
+__all__ = ["create_lr_schedule", "create_optimizer", "create_loss", "optimizer_loss_scale", "no_weight_decay",
+           "parameter_groups", "gradient_weight_decay", "CrossEntropySmooth", "SCHEDULERS", "OPTIMIZERS"]
 
 # Parameter-name fragments MindCV exempts from weight decay: BatchNorm gamma/beta and every bias.
 _NO_DECAY_NAME_PARTS = ("beta", "gamma", "bias")
@@ -145,20 +145,34 @@ def optimizer_loss_scale(recipe: Mapping) -> float:
     return 1.0
 
 
-def parameter_groups(params: list, weight_decay: float, filter_bias_and_bn: bool) -> list:
-    """MindCV's grouping: decayed parameters, undecayed ones (when filtering), and the original order."""
-    if not filter_bias_and_bn:
+def parameter_groups(params: list, weight_decay: float, filter_bias_and_bn: bool,
+                     decayed_in_gradient: Collection[str] = ()) -> list:
+    """MindCV's grouping: decayed parameters, undecayed ones (when filtering), and the original order. Parameters
+    named in `decayed_in_gradient` get their decay from their gradient's kernel (gradient_weight_decay), so the
+    optimizer leaves them undecayed."""
+    if not filter_bias_and_bn and not decayed_in_gradient:
         return [{"params": params, "weight_decay": weight_decay}, {"order_params": params}]
-    decay = [p for p in params if not no_weight_decay(p.name)]
-    no_decay = [p for p in params if no_weight_decay(p.name)]
+    exempt = (lambda p: no_weight_decay(p.name)) if filter_bias_and_bn else (lambda p: False)
+    decay = [p for p in params if not exempt(p) and p.name not in decayed_in_gradient]
+    no_decay = [p for p in params if exempt(p) or p.name in decayed_in_gradient]
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
             {"order_params": params}]
 
 
-def create_optimizer(network, recipe: Mapping, lr_schedule):
+def gradient_weight_decay(recipe: Mapping) -> float:
+    """The multiple of a weight to add to its gradient, inside the backward pass, so that the update equals the
+    optimizer's own weight decay. The backward pass differentiates `loss * S` (S: the recipe's loss_scale) and the
+    step and the optimizer between them divide by S; MindSpore's optimizer multiplies its weight decay by its own
+    loss scale for the same reason. So a kernel adds weight_decay * S * w. Valid because incv4's train step neither
+    clips nor accumulates gradients (the recipe refuses both)."""
+    return float(recipe["weight_decay"]) * float(recipe["loss_scale"])
+
+
+def create_optimizer(network, recipe: Mapping, lr_schedule, decayed_in_gradient: Collection[str] = ()):
     """Momentum SGD over the network's trainable parameters (`opt: momentum`, or `sgd` with momentum), lr per
-    global step from `lr_schedule` (a list as from `create_lr_schedule`, or a float)."""
+    global step from `lr_schedule` (a list as from `create_lr_schedule`, or a float). Parameters named in
+    `decayed_in_gradient` get no weight decay here: their gradients already hold it (gradient_weight_decay)."""
     opt = recipe["opt"].lower()
     if opt not in OPTIMIZERS:
         raise RecipeError(f"recipe key 'opt': '{recipe['opt']}' is not supported by incv4 "
@@ -167,7 +181,8 @@ def create_optimizer(network, recipe: Mapping, lr_schedule):
         raise RecipeError("recipe key 'use_nesterov': Nesterov needs momentum > 0")
     if isinstance(lr_schedule, (list, tuple)) and not lr_schedule:
         raise ValueError("lr_schedule is empty")
-    groups = parameter_groups(network.trainable_params(), recipe["weight_decay"], recipe["filter_bias_and_bn"])
+    groups = parameter_groups(network.trainable_params(), recipe["weight_decay"], recipe["filter_bias_and_bn"],
+                              decayed_in_gradient)
     loss_scale = optimizer_loss_scale(recipe)
     if opt == "momentum":
         return nn.Momentum(groups, learning_rate=lr_schedule, momentum=recipe["momentum"], weight_decay=0.0,

@@ -324,8 +324,9 @@ def _train(recipe, rank: int, rank_size: int, stop: StopRequest, resume: bool, s
     network = model.inception_v4(num_classes=recipe.num_classes, in_channels=recipe.in_channels,
                                   drop_rate=recipe.drop_rate or 0.0, bn_momentum=recipe.bn_momentum,
                                   bn_beta_init=recipe.bn_beta_init)
+    decayed_in_gradient = []
     if conv_library:  # the CPU's faster convolutions (trainer/cpu_conv.py); parameter names unchanged
-        cpu_conv.swap(network, conv_library)
+        decayed_in_gradient = cpu_conv.swap(network, conv_library, optim.gradient_weight_decay(recipe))
     if recipe.ckpt_path:
         _load_finetune_weights(network, recipe.ckpt_path)
     if amp_level != "O0":
@@ -334,7 +335,7 @@ def _train(recipe, rank: int, rank_size: int, stop: StopRequest, resume: bool, s
     network = data.with_normalizer(recipe, network)
     loss_fn = optim.create_loss(recipe)
     lr_schedule = optim.create_lr_schedule(recipe, steps_per_epoch)
-    optimizer = optim.create_optimizer(network, recipe, lr_schedule)
+    optimizer = optim.create_optimizer(network, recipe, lr_schedule, decayed_in_gradient)
     # As MindCV: the backward pass always scales by the recipe's loss_scale (harmless in float32); the optimizer
     # divides by it when MindCV would hand it the fixed scale.
     train_step = build_train_step(network, loss_fn, optimizer, recipe.loss_scale, rank_size,
