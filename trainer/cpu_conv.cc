@@ -142,7 +142,8 @@ void AddScaled(memory &src, memory &dst, float scale) {
   attr.set_post_ops(sum);
   reorder::primitive_desc pd(Rt().eng, src.get_desc(), Rt().eng, dst.get_desc(), attr);
   memory scales({{1}, dt::f32, tag::x}, Rt().eng, &scale);
-  reorder(pd).execute(Rt().strm, {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}, {DNNL_ARG_ATTR_SCALES | DNNL_ARG_SRC, scales}});
+  reorder(pd).execute(Rt().strm,
+                      {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}, {DNNL_ARG_ATTR_SCALES | DNNL_ARG_SRC, scales}});
 }
 
 template <typename Fn>
@@ -195,4 +196,3 @@ extern "C" int ConvBackward(int, void **params, int *, int64_t **shapes, const c
     if (decay != 0.0f) AddScaled(wp, dwp, decay);
   });
 }
-
