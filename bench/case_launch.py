@@ -244,8 +244,8 @@ def run(quick: bool, log=print) -> tuple[list[Row], list[str], dict]:
              "capped at AVX2 (MindSpore's convolutions are ~20x slower without it on an AVX-512 CPU). incv4 side: "
              "whatever incv4's launcher and trainer set: fused gradient all-reduce, a loss check instead of a "
              "per-gradient one, 1 kernel thread per worker, its CPU convolution op (trainer/cpu_conv.py), and compile "
-             "sharing (the first worker compiles, the "
-             "other 7 load its compile cache). Both sides start cold: no compile cache from an earlier run.",
+             "sharing (the first worker compiles, the other 7 load its compile cache). Both sides start cold: no "
+             "compile cache from an earlier run.",
              f"{rounds} run(s) per side, one side after the other (each run costs minutes; msrun's 8 workers "
              "compile the same graph at once on 2 cores)."] + kept
     return rows, notes, {"raw": raw}
