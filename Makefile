@@ -10,17 +10,11 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# onednn-devel: oneDNN's C++ headers only (--no-deps: the library is MindSpore's own libdnnl.so.3), for the CPU
-# convolution op the trainer compiles on first use (trainer/cpu_conv.py).
-ONEDNN_HEADERS := $(VENV)/include/oneapi/dnnl/dnnl.hpp
-$(ONEDNN_HEADERS): $(BIN)/python
-	$(BIN)/pip install -q --no-deps onednn-devel==2026.1.0
-
-setup: $(BIN)/python $(ONEDNN_HEADERS)
+setup: $(BIN)/python
 	$(BIN)/pip install -q -e '.[train]'
 
 # Debian's prometheus package gives the real server and promtool the monitoring tests run.
-setup-dev: $(BIN)/python $(ONEDNN_HEADERS)
+setup-dev: $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }

@@ -1,5 +1,5 @@
 """Case 2, input pipeline: images/s per core of the training transforms on generated JPEGs of ImageNet-like sizes,
-incv4.trainer.data vs MindCV's create_dataset/create_transforms/create_loader, at 1 and 2 parallel workers.
+incv4.trainer.data.pipeline vs MindCV's create_dataset/create_transforms/create_loader, at 1 and 2 parallel workers.
 One process per measurement, sides alternating (A B A B) for each worker count."""
 from __future__ import annotations
 

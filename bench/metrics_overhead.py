@@ -31,7 +31,13 @@ def _build_step(size: int, batch: int):
     import mindspore as ms
     import numpy as np
 
-    from incv4.trainer import cpu_backend, cpu_conv, launch, model, optim, recipe, train
+    from incv4.trainer import cpu_backend
+    from incv4.trainer import cpu_conv
+    from incv4.trainer.launcher import launch
+    from incv4.trainer.model import inception_v4 as model
+    from incv4.trainer.model import optim
+    from incv4.trainer import recipe
+    from incv4.trainer.training import train
 
     conv_library = cpu_backend.prepare("CPU", print)  # as train.py, before the first kernel
     ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
@@ -73,7 +79,7 @@ def main(argv=None) -> int:
     rounds = 4 if args.quick else args.rounds
 
     workdir = tempfile.mkdtemp(prefix="incv4-metrics-bench-")
-    from incv4.trainer import metrics  # imports no prometheus_client at module level
+    from incv4.trainer.metrics import exporter as metrics  # imports no prometheus_client at module level
 
     metrics.prepare_multiprocess_dir(os.path.join(workdir, "prom"))  # before prometheus_client is imported
     m = metrics.TrainerMetrics(0, {"model": "inception_v4", "world_size": "1", "batch_size": str(args.batch),

@@ -22,7 +22,7 @@ AUG = dict(scale=(0.08, 1.0), ratio=(0.75, 1.333), hflip=0.5, interpolation="bil
 
 
 def incv4_pipeline(data_dir: str, workers: int, normalize: bool = False):
-    from incv4.trainer import data as incv4_data
+    from incv4.trainer.data import pipeline as incv4_data
     from incv4.trainer import recipe as incv4_recipe
 
     recipe = incv4_recipe.load(incv4_recipe.shipped_path("inception_v4_ascend.yaml"),

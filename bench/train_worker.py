@@ -5,7 +5,7 @@ fixed random batch so only the train step is timed.
 
 Sides (same recipe semantics everywhere: momentum 0.9, CE with label smoothing 0.1, weight decay 4e-5 not applied
 to BatchNorm parameters and biases, warmup-cosine lr per step, drop_rate 0.2, fp32):
-  incv4   incv4.trainer.model/optim, graph mode, the train step incv4's trainer builds (uint8 input normalised in
+  incv4   incv4.trainer.model.inception_v4/optim, graph mode, the train step incv4's trainer builds (uint8 input normalised in
           the step, as the trainer gets it from its pipeline; the other sides get float input), and the trainer's
           CPU convolution op with oneDNN uncapped when it builds (trainer/cpu_conv.py), as the trainer runs
   mindcv  mindcv.create_model/create_loss/create_optimizer/create_scheduler + create_trainer (mindspore.Model's
@@ -74,11 +74,11 @@ def _batch_ms(args, uint8: bool = False):
 
 
 def _incv4_train_step(net, loss, opt, recipe):
-    """The train step incv4's trainer compiles and the way it calls it each step (incv4.trainer.train)."""
+    """The train step incv4's trainer compiles and the way it calls it each step (incv4.trainer.training.train)."""
     import mindspore as ms
     import numpy as np
-    from incv4.trainer import optim as incv4_optim
-    from incv4.trainer import train as incv4_train
+    from incv4.trainer.model import optim as incv4_optim
+    from incv4.trainer.training import train as incv4_train
 
     step = incv4_train.build_train_step(net, loss, opt, recipe.loss_scale, 1,
                                         incv4_optim.optimizer_loss_scale(recipe),
@@ -172,9 +172,9 @@ def build(args):
 
 
 def _build_incv4_parts(args):
-    from incv4.trainer import launch as incv4_launch
-    from incv4.trainer import model as incv4_model
-    from incv4.trainer import optim as incv4_optim
+    from incv4.trainer.launcher import launch as incv4_launch
+    from incv4.trainer.model import inception_v4 as incv4_model
+    from incv4.trainer.model import optim as incv4_optim
     from incv4.trainer import recipe as incv4_recipe
 
     # The thread settings an incv4 worker applies (from the env its launcher sets; none in a lone process).
@@ -230,7 +230,7 @@ def _build_incv4_parts(args):
         one, do_update, stop = ms.Tensor(np.float32(1.0)), ms.Tensor(True), ms.Tensor(np.float32(0.0))
         step = lambda x, y: cell(x, y, one, do_update, stop)  # noqa: E731
     else:  # as train.py: uint8 batches, normalised inside the compiled step (its cost is in the timing)
-        from incv4.trainer import data as incv4_data
+        from incv4.trainer.data import pipeline as incv4_data
 
         step = _incv4_train_step(incv4_data.with_normalizer(recipe, net), loss, opt, recipe)
         return (step,) + _batch_ms(args, uint8=True)

@@ -27,7 +27,8 @@ import time
 import click
 
 from incv4.operator.cluster import FINAL_PHASES, ClusterError  # cheap: the kubernetes client loads on first use
-from incv4.operator.spec import DEFAULT_TERMINATION_GRACE_PERIOD, LAUNCH_GRACE_PERIOD, SpecError
+from incv4.operator.spec import DEFAULT_TERMINATION_GRACE_PERIOD, SpecError
+from incv4.trainer.contract import LAUNCH_GRACE_PERIOD, METRICS_PORT, METRICS_PORT_NAME, TASK_NAME
 from incv4.trainer.recipe import RecipeError
 
 # Exit codes, as kubectl and click use them: 0 success, 1 failure, 2 usage (bad flags, bad recipe, bad spec).
@@ -116,7 +117,7 @@ def spec_options(fn):
         click.option("--cpu", help="CPU request per pod (e.g. 96)."),
         click.option("--memory", help="Memory request per pod (e.g. 512Gi)."),
         click.option("--shm-size", default="16Gi", show_default=True, help="/dev/shm size (memory emptyDir)."),
-        click.option("--metrics-port", type=int, default=9400, show_default=True, help="Pod port of /metrics."),
+        click.option("--metrics-port", type=int, default=METRICS_PORT, show_default=True, help="Pod port of /metrics."),
         click.option("--env", multiple=True, metavar="K=V", help="Extra environment variable (repeatable)."),
         click.option("--run-as-user", type=int, default=1000, show_default=True,
                      help="Non-root UID (HwHiAiUser in Ascend images)."),
@@ -340,9 +341,9 @@ def _progress(cluster, job: dict, prometheus=None, previous=None):
 def _metrics_port(pod: dict) -> int:
     for container in (pod.get("spec") or {}).get("containers") or []:
         for port in container.get("ports") or []:
-            if port.get("name") == "metrics":
+            if port.get("name") == METRICS_PORT_NAME:
                 return int(port["containerPort"])
-    return 9400
+    return METRICS_PORT
 
 
 def _as_dict(progress) -> dict:
@@ -426,8 +427,6 @@ def logs(name, namespace, kubeconfig, context, rank, pod, follow, tail):
         raise click.UsageError("give --rank or --pod, not both")
     if rank is not None and rank < 0:
         raise click.BadParameter("must be >= 0", param_hint="--rank")
-    from incv4.operator.spec import TASK_NAME
-
     cluster = _connect(namespace, kubeconfig, context)
     pod = pod or f"{name}-{TASK_NAME}-{rank or 0}"
     for line in cluster.pod_logs(pod, follow=follow, tail=tail):

@@ -10,7 +10,7 @@ What the rendered Job does, and why:
   addresses so peers resolve each other before readiness) and `env` (VC_TASK_INDEX per pod); `incv4 launch` reads
   both to form MindSpore's cluster.
 - Policies, first match wins in Volcano's controller: the trainer's permanent exit codes (2 usage, 4 diverged; see
-  incv4.trainer.exit_codes) abort the job instead of restarting it; any other pod failure or eviction restarts the
+  incv4.trainer.contract) abort the job instead of restarting it; any other pod failure or eviction restarts the
   whole job (auto-resume continues from the last checkpoint), up to maxRetry; the task completing completes the job.
 - One pod per node (anti-affinity on volcano.sh/job-name): each pod owns all of its node's NPUs it asks for.
 - terminationGracePeriodSeconds (60 by default) outlasts the 30 s `incv4 launch` gives its workers after SIGTERM to
@@ -25,8 +25,9 @@ from __future__ import annotations
 
 from typing import Optional
 
-from incv4.operator.spec import TASK_NAME, JobSpec
-from incv4.trainer import exit_codes
+from incv4.operator.spec import JobSpec
+from incv4.trainer import contract
+from incv4.trainer.contract import METRICS_PORT_NAME, TASK_NAME
 
 API_VERSION = "batch.volcano.sh/v1alpha1"
 CONTAINER_NAME = "trainer"
@@ -37,12 +38,11 @@ DATA_MOUNT = "/data"
 CKPT_MOUNT = "/ckpt"
 SCRATCH_MOUNT = "/tmp"  # HOME and working directory: MindSpore writes logs and compile caches there
 ASCEND_DRIVER_PATH = "/usr/local/Ascend/driver"
-METRICS_PORT_NAME = "metrics"
 VOLCANO_JOB_NAME_LABEL = "volcano.sh/job-name"  # Volcano puts it on every pod of a job
 ASCEND_POD_LABEL = "ring-controller.atlas"
 ASCEND_NODE_LABEL = "accelerator-type"
 PERMANENT_EXIT_ACTION = "AbortJob"
-LAUNCH_DEFAULT_LOCAL_WORKERS = 8  # `incv4 launch --local-workers` default (incv4.trainer.launch)
+LAUNCH_DEFAULT_LOCAL_WORKERS = 8  # `incv4 launch --local-workers` default (incv4.trainer.launcher.launch)
 
 
 def configmap_name(spec: JobSpec) -> str:
@@ -85,7 +85,7 @@ def render_configmap(spec: JobSpec, recipe_text: str) -> dict:
 
 
 def _policies() -> list:
-    permanent = [{"exitCode": code, "action": PERMANENT_EXIT_ACTION} for code in exit_codes.PERMANENT]
+    permanent = [{"exitCode": code, "action": PERMANENT_EXIT_ACTION} for code in contract.PERMANENT]
     return permanent + [{"events": ["PodEvicted", "PodFailed"], "action": "RestartJob"}]
 
 

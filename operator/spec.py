@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Sequence
 
+from incv4.trainer.contract import LAUNCH_GRACE_PERIOD, METRICS_PORT, TASK_NAME
+
 
 class SpecError(ValueError):
     """A job spec problem, described in one line that names the field."""
@@ -16,7 +18,6 @@ class SpecError(ValueError):
 
 # Volcano's svc plugin gives every pod the hostname `<job>-<task>-<index>` (a DNS-1123 label, at most 63 chars) and
 # a Service named after the job (a DNS-1035 label: must start with a letter).
-TASK_NAME = "worker"
 DNS_LABEL_MAX = 63
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _DNS_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -37,12 +38,9 @@ _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 NPU_CHOICES = (1, 2, 4, 8)
 
-# On SIGTERM (pod deletion, eviction, `incv4 suspend`) `incv4 launch` forwards the signal to its workers and gives
-# them this long to save a checkpoint before it SIGKILLs them: incv4.trainer.launch.DEFAULT_GRACE_PERIOD, copied
-# here so the spec stays light (tests/test_render.py checks the two agree). The pod's terminationGracePeriodSeconds
-# must outlast it: with Kubernetes' default of 30 s the kubelet would SIGKILL the whole pod the moment the launcher's
-# grace ends, and the checkpoint being written could be lost.
-LAUNCH_GRACE_PERIOD = 30
+# The pod's terminationGracePeriodSeconds must outlast the launcher's grace (contract.LAUNCH_GRACE_PERIOD): with
+# Kubernetes' default of 30 s the kubelet would SIGKILL the whole pod the moment the launcher's grace ends, and the
+# checkpoint being written could be lost.
 MIN_TERMINATION_GRACE_PERIOD = LAUNCH_GRACE_PERIOD + 1
 # The launcher's grace plus a margin for the launcher to reap its workers, flush its logs and exit.
 DEFAULT_TERMINATION_GRACE_PERIOD = 60
@@ -95,7 +93,7 @@ class JobSpec:
     cpu: Optional[str] = None
     memory: Optional[str] = None
     shm_size: str = "16Gi"
-    metrics_port: int = 9400
+    metrics_port: int = METRICS_PORT
     env: Mapping[str, str] = field(default_factory=dict)
     # The non-root user the trainer runs as. 1000 is HwHiAiUser in Ascend's images; it must be in the group that
     # owns /dev/davinci* on the nodes (see README, "Security").

@@ -35,7 +35,8 @@ def _load_recipe(config, overrides, **explicit):
 
 def _check_data(recipe, splits) -> None:
     """Missing or bad data is a usage error, reported in one line before any MindSpore work."""
-    from incv4.trainer import data, recipe as recipes
+    from incv4.trainer.data import pipeline as data
+    from incv4.trainer import recipe as recipes
 
     recipes.require_data_dir(recipe, splits)
     try:
@@ -57,10 +58,10 @@ def run_training(config, overrides, data_dir, workers, ckpt_path=None, no_resume
     recipe = _load_recipe(config, overrides, data_dir=data_dir, ckpt_path=ckpt_path)
     _check_data(recipe, [recipe.train_split] + ([recipe.val_split] if recipe.val_while_train else []))
     if workers == 1:
-        from incv4.trainer import train
+        from incv4.trainer.training import train
 
         return train.train(recipe, resume=not no_resume, scale_lr=scale_lr, metrics_port=metrics_port)
-    from incv4.trainer import launch
+    from incv4.trainer.launcher import launch
 
     return launch.run_local(config, overrides, data_dir, workers, metrics_port, scale_lr,
                             *_worker_flags(ckpt_path, no_resume), compile_cache=compile_cache)
@@ -72,7 +73,7 @@ def register(group: click.Group) -> None:
     group.add_command(validate_command)
     group.add_command(demo_data_command)
     group.add_command(demo_command)
-    group.add_lazy_command("launch", "incv4.trainer.launch", "launch_command")  # its imports only for `launch`
+    group.add_lazy_command("launch", "incv4.trainer.launcher.launch", "launch_command")  # its imports only for `launch`
 
 
 _config_option = click.option("--config", "-c", "config", required=True, type=click.Path(dir_okay=False),
@@ -119,7 +120,7 @@ def validate_command(config, data_dir, overrides, ckpt_path, output):
     """Top-1/top-5 of a checkpoint on the val split, as MindCV's validate.py."""
     recipe = _load_recipe(config, overrides, data_dir=data_dir, ckpt_path=ckpt_path)
     _check_data(recipe, [recipe.val_split])
-    from incv4.trainer import evaluate
+    from incv4.trainer.training import evaluate
 
     try:
         accuracy = evaluate.run_validate(recipe, recipe.ckpt_path, log=lambda m: click.echo(m, err=True))
@@ -147,8 +148,8 @@ def demo_data_command(out_dir, num_classes, train_per_class, val_per_class, imag
 
 
 def _write_demo_data(out_dir, num_classes, train_per_class, val_per_class, image_size, seed) -> dict:
-    from incv4.trainer import demo_data
-    from incv4.trainer.data import DataError
+    from incv4.trainer.data import demo as demo_data
+    from incv4.trainer.data.pipeline import DataError
 
     try:
         return demo_data.write_demo_dataset(out_dir, num_classes=num_classes, train_per_class=train_per_class,
@@ -168,7 +169,7 @@ def _write_demo_data(out_dir, num_classes, train_per_class, val_per_class, image
 @click.option("--metrics-port", type=click.IntRange(min=0, max=65535), default=0, help="serve /metrics (0 = off)")
 def demo_command(work_dir, workers, train_per_class, val_per_class, overrides, metrics_port):
     """The whole local pipeline: demo data, then data-parallel training on the CPU, then top-1 vs chance."""
-    from incv4.trainer import checkpoint
+    from incv4.trainer.checkpoint import store as checkpoint
     from incv4.trainer.recipe import shipped_path
 
     config = shipped_path(DEMO_RECIPE)

@@ -5,8 +5,7 @@ MindSpore's CPU Conv2D kernels hand oneDNN plain NCHW tensors. On a CPU with AVX
 (`gemm:jit`) it picks on an AVX2-only CPU. Measured on an Intel Xeon (Sapphire Rapids, 2 cores), InceptionV4 75 px
 batch 8, one train step: 14.3 s as is, 0.74 s with oneDNN capped at AVX2; one 3x3 convolution 2.09 s vs 0.015 s.
 oneDNN reads its ISA cap (ONEDNN_MAX_CPU_ISA) once, when it runs its first kernel, so the cap is set in the
-environment before then. A value the user set is left alone. When incv4's own convolution op runs instead of
-MindSpore's (trainer/cpu_conv.py), no cap is needed and none is set: the op gets AVX-512 kernels where there are.
+environment before then. A value the user set is left alone.
 """
 from __future__ import annotations
 
@@ -25,17 +24,9 @@ def cap_onednn_isa(environ: MutableMapping[str, str] = os.environ) -> Optional[s
     return ISA_CAP
 
 
-def prepare(device: str, say: Callable[[str], None]) -> Optional[str]:
-    """Call after choosing the device and before MindSpore runs a kernel. On the CPU: the path of incv4's oneDNN
-    convolution op's library when it is to be used (trainer/cpu_conv.py; then oneDNN needs no cap: the op never
-    hands it NCHW convolutions), else None after capping oneDNN at AVX2 for MindSpore's own convolutions. Not on
-    the CPU (Ascend: the convolutions are CANN's): None, and nothing changes."""
-    if device != "CPU":
-        return None
-    from incv4.trainer import cpu_conv
-
-    library = cpu_conv.choose(say)
-    if library is None and cap_onednn_isa():
+def prepare(device: str, say: Callable[[str], None]) -> None:
+    """Call after choosing the device and before MindSpore runs a kernel. On the CPU: cap oneDNN at AVX2 (one log
+    line when this call set it). Elsewhere (Ascend: the convolutions are CANN's) nothing changes."""
+    if device == "CPU" and cap_onednn_isa():
         say(f"CPU kernels: oneDNN capped at {ISA_CAP} ({ISA_ENV}); its AVX-512 convolution for MindSpore's NCHW "
             f"tensors is ~20x slower. Set {ISA_ENV} to choose another cap")
-    return library

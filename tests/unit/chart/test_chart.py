@@ -1,0 +1,474 @@
+"""The Helm chart (charts/incv4), rendered and linted by Helm's own Go engine (helm-python-sdk): every object validates
+strictly, bad values are rejected by values.schema.json with a message naming the value, the monitoring objects
+carry the metrics engineer's files unchanged, and the README's install commands work against the chart."""
+from __future__ import annotations
+
+import ast
+import itertools
+import json
+import pathlib
+import re
+import shlex
+
+import pytest
+import yaml
+
+helm = pytest.importorskip("helm_python", reason="helm-python-sdk is a dev dependency: pip install -e '.[dev]'")
+
+from incv4.operator import render, spec as jobspec  # noqa: E402
+from incv4.trainer import recipe as rc  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[3]
+CHART_DIR = REPO / "charts" / "incv4"
+DASHBOARD = CHART_DIR / "files" / "incv4-dashboard.json"
+ALERTS = CHART_DIR / "files" / "incv4-alerts.rules.yaml"
+RELEASE = "run1"
+NAMESPACE = "training"
+
+
+@pytest.fixture(scope="module")
+def chart():
+    with helm.Chart.load(CHART_DIR) as loaded:
+        yield loaded
+
+
+def render_chart(chart, values=None, name=RELEASE, namespace=NAMESPACE) -> list:
+    """`helm template`: schema validation, then every template; the objects (NOTES.txt left out), in file order."""
+    manifests = chart.render(values=values or {}, name=name, namespace=namespace)
+    objects = []
+    for path in sorted(manifests):
+        if path.endswith("NOTES.txt"):
+            continue
+        objects += [doc for doc in yaml.safe_load_all(manifests[path]) if doc]
+    return objects
+
+
+def notes(chart, values=None) -> str:
+    return chart.render(values=values or {}, name=RELEASE, namespace=NAMESPACE)["incv4/templates/NOTES.txt"]
+
+
+def find(objects, kind, name=None) -> dict:
+    hits = [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+    assert len(hits) == 1, f"expected one {kind} {name or ''}, got {[o['metadata']['name'] for o in hits]}"
+    return hits[0]
+
+
+def validate_strictly(obj, schemas_dir) -> None:
+    from k8s_schema import validate_object
+
+    validate_object(obj, schemas_dir)
+
+
+def kinds(objects) -> list:
+    return sorted(o["kind"] for o in objects)
+
+
+# A matrix of settings: nodes x NPUs x storage x scheduling options, plus every optional object switched on.
+STORAGE = [
+    {},
+    {"dataset": {"pvc": "", "hostPath": "/mnt/imagenet"}, "checkpoint": {"pvc": "ckpt-claim"}},
+    {"dataset": {"createPvc": {"enabled": True, "storageClassName": "nfs"}},
+     "checkpoint": {"createPvc": {"enabled": True, "accessModes": ["ReadWriteOnce"]}}},
+]
+SCHEDULING = [
+    {},
+    {"queue": {"name": "ascend", "create": True, "capability": {"huawei.com/Ascend910": 32, "cpu": "384"}},
+     "priorityClassName": "high-priority", "ttlSecondsAfterFinished": 3600, "maxRetry": 0,
+     "terminationGracePeriodSeconds": 120},
+    {"tolerations": [{"key": "huawei.com/Ascend910", "operator": "Exists", "effect": "NoSchedule"},
+                     {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
+                      "tolerationSeconds": 300}],
+     "nodeSelector": {"topology.kubernetes.io/zone": "az1"}, "chip": "910B",
+     "resources": {"requests": {"cpu": "180", "memory": "1500Gi"}}, "env": {"GLOG_v": "2", "HCCL_CONNECT_TIMEOUT": "1800"},
+     "rbac": {"create": True, "subjects": [{"kind": "User", "name": "alice"},
+                                           {"kind": "ServiceAccount", "name": "ci"}]}},
+]
+
+
+def deep_merge(*mappings) -> dict:
+    out: dict = {}
+    for mapping in mappings:
+        for key, value in mapping.items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = deep_merge(out[key], value)
+            else:
+                out[key] = value
+    return out
+
+
+# The full matrix (the parity test renders all of it; rendering takes milliseconds).
+MATRIX = [deep_merge({"nodes": nodes, "npusPerNode": npus}, storage, scheduling)
+          for nodes, npus, storage, scheduling in itertools.product((1, 4), (1, 2, 4, 8), STORAGE, SCHEDULING)]
+# Strict validation costs ~2 s per run of objects (kubernetes-validate resolves the OpenAPI schema each call): every
+# storage x scheduling combination, with nodes and NPUs cycling through their values, and a CPU-only run.
+VALIDATION_MATRIX = [deep_merge({"nodes": (1, 4)[i % 2], "npusPerNode": (1, 2, 4, 8)[i % 4]}, storage, scheduling)
+                     for i, (storage, scheduling) in enumerate(itertools.product(STORAGE, SCHEDULING))]
+VALIDATION_MATRIX.append({"chip": "cpu", "nodes": 2, "checkpoint": {"createPvc": {"enabled": True}}})
+
+
+def test_lint_reports_no_errors_or_warnings():
+    for values in (None, MATRIX[-1], {"chip": "cpu", "recipe": {"inline": "model: inception_v4\n"}}):
+        report = helm.lint(CHART_DIR, values, strict=True)
+        problems = [m for m in report["messages"] if m["severity"] >= 2]
+        assert report["errors"] == [] and problems == [], (values, report)
+
+
+@pytest.mark.parametrize("values", VALIDATION_MATRIX, ids=lambda v: json.dumps(v, sort_keys=True)[:60])
+def test_every_rendered_object_validates_strictly(chart, values, shared_schemas):
+    objects = render_chart(chart, values)
+    for obj in objects:
+        validate_strictly(obj, shared_schemas)
+    expected = {"ConfigMap", "Job", "PodMonitor", "PrometheusRule"}
+    if values.get("queue", {}).get("create"):
+        expected.add("Queue")
+    if values.get("rbac", {}).get("create"):
+        expected |= {"Role", "RoleBinding"}
+    if values.get("dataset", {}).get("createPvc") or values.get("checkpoint", {}).get("createPvc"):
+        expected.add("PersistentVolumeClaim")
+    assert set(kinds(objects)) == expected
+
+
+def test_a_typo_in_a_rendered_object_would_be_caught(chart, shared_schemas):
+    """The strict check is not a formality: the same Job with one misspelt field fails."""
+    from k8s_schema import ObjectInvalid, validate_object
+
+    job = find(render_chart(chart), "Job")
+    job["spec"]["minAvailble"] = job["spec"].pop("minAvailable")
+    with pytest.raises(ObjectInvalid, match="minAvailble"):
+        validate_object(job, shared_schemas)
+
+
+@pytest.mark.parametrize("values, where, problem", [
+    ({"nodes": 0}, "/nodes", "minimum: got 0, want 1"),
+    ({"npusPerNode": 3}, "/npusPerNode", "value must be one of 1, 2, 4, 8"),
+    ({"image": "Registry.example.com/My Image:latest"}, "/image", "does not match pattern"),
+    ({"image": ""}, "/image", "minLength"),
+    ({"chip": "910C"}, "/chip", "value must be one of '910', '910B', 'cpu'"),
+    ({"npus": 8}, "", "additional properties 'npus' not allowed"),
+    ({"nodes": "4"}, "/nodes", "got string, want integer"),
+    ({"maxRetry": -1}, "/maxRetry", "minimum"),
+    ({"metricsPort": 70000}, "/metricsPort", "maximum"),
+    ({"shmSize": "lots"}, "/shmSize", "does not match pattern"),
+    ({"env": {"ASCEND_VISIBLE_DEVICES": "0"}}, "", "invalid propertyName 'ASCEND_VISIBLE_DEVICES'"),
+    ({"tolerations": [{"key": "a", "operator": "Maybe"}]}, "/tolerations/0/operator", "value must be one of"),
+    ({"recipe": {"overrides": ["epoch_size"]}}, "/recipe/overrides/0", "does not match pattern"),
+    ({"rbac": {"create": True}}, "/rbac/subjects", "minItems: got 0, want 1"),
+    ({"runAsUser": 0}, "/runAsUser", "minimum"),
+    ({"terminationGracePeriodSeconds": -5}, "/terminationGracePeriodSeconds", "minimum: got -5, want 31"),
+    ({"terminationGracePeriodSeconds": 30}, "/terminationGracePeriodSeconds", "minimum: got 30, want 31"),
+    ({"terminationGracePeriodSeconds": "60"}, "/terminationGracePeriodSeconds", "got string, want integer"),
+])
+def test_bad_values_are_rejected_by_the_schema_naming_the_value(chart, values, where, problem):
+    with pytest.raises(helm.HelmValuesError) as validated:
+        chart.validate_schema(values)
+    message = str(validated.value)
+    assert f"at '{where}'" in message and problem in message, message
+    # `helm template` / `helm install` stop on the same message before rendering anything.
+    with pytest.raises(helm.HelmValuesError, match=re.escape(problem)):
+        chart.render(values=values, name=RELEASE, namespace=NAMESPACE)
+    # and `helm lint` reports it as an error.
+    assert any(problem in e for e in helm.lint(CHART_DIR, values)["errors"])
+
+
+def test_schema_uses_the_job_specs_own_rules():
+    """One source of truth: the schema's image/name patterns and choices are spec.py's."""
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())["properties"]
+    assert schema["image"]["pattern"] == jobspec._IMAGE.pattern
+    assert {"pattern": jobspec._DNS_1035.pattern} in schema["name"]["anyOf"]
+    assert schema["npusPerNode"]["enum"] == list(jobspec.NPU_CHOICES)
+    assert schema["chip"]["enum"] == list(jobspec.CHIPS)
+    assert schema["terminationGracePeriodSeconds"]["minimum"] == jobspec.MIN_TERMINATION_GRACE_PERIOD
+
+
+@pytest.mark.parametrize("image", [
+    "incv4", "incv4:0.1.0", "registry.example.com/team/incv4:0.1.0", "localhost:5000/incv4:latest",
+    "registry.example.com/incv4@sha256:" + "a" * 64, "registry.example.com/incv4:0.1.0@sha256:" + "b" * 64,
+    "Incv4:latest", "incv4:", "incv4:tag with space", "-incv4", "registry.example.com//incv4", "incv4:tag@sha256:xyz",
+])
+def test_schema_and_job_spec_agree_on_images(chart, image):
+    """Go's regexp (Helm) and Python's re (incv4 render) give the same verdict on the same image reference."""
+    try:
+        jobspec.JobSpec(name="r", image=image, dataset_pvc="imagenet")
+        spec_accepts = True
+    except jobspec.SpecError:
+        spec_accepts = False
+    try:
+        chart.validate_schema({"image": image})
+        chart_accepts = True
+    except helm.HelmValuesError:
+        chart_accepts = False
+    assert chart_accepts == spec_accepts
+
+
+@pytest.mark.parametrize("values, release, problem", [
+    ({"name": "a" * 55, "nodes": 4}, RELEASE, "at most 54"),
+    ({"nodes": 1000}, "x" * 53, "at most 52"),
+    ({}, "7-run", "must be a DNS-1035 label"),
+    ({"recipe": {"file": "recipes/nope.yaml"}}, RELEASE, 'recipe.file "recipes/nope.yaml": no such file'),
+    ({"dataset": {"pvc": ""}}, RELEASE, "dataset: give dataset.pvc"),
+])
+def test_cross_field_rules_fail_with_one_clear_line(chart, values, release, problem):
+    with pytest.raises(helm.HelmRenderError, match=re.escape(problem)):
+        render_chart(chart, values, name=release)
+
+
+def test_name_length_limit_matches_job_spec(chart):
+    for nodes in (1, 10, 100):
+        limit = jobspec.max_name_length(nodes)
+        render_chart(chart, {"nodes": nodes, "name": "a" * limit})
+        with pytest.raises(helm.HelmRenderError, match=f"at most {limit} "):
+            render_chart(chart, {"nodes": nodes, "name": "a" * (limit + 1)})
+
+
+def test_packaged_chart_renders_the_same(chart, tmp_path):
+    """`helm package` keeps the recipe, the dashboard and the rules (the templates read them with .Files.Get)."""
+    archive = helm.package(CHART_DIR, destination=tmp_path)
+    assert pathlib.Path(archive).name == f"incv4-{chart.metadata['version']}.tgz"
+    with helm.Chart.load(archive) as packaged:
+        assert render_chart(packaged, MATRIX[-1]) == render_chart(chart, MATRIX[-1])
+        names = {f["name"] for f in packaged.files}
+    assert {"recipes/inception_v4_ascend.yaml", "files/incv4-dashboard.json",
+            "files/incv4-alerts.rules.yaml"} <= names
+
+
+def test_chart_versions_follow_the_package(chart):
+    version = re.search(r'^version = "([^"]+)"', (REPO / "pyproject.toml").read_text(), re.M).group(1)
+    assert chart.metadata["appVersion"] == version
+    assert chart.metadata["apiVersion"] == "v2"
+    assert chart.values["image"].rpartition(":")[2] == version  # the default image is this release's
+
+
+def _schema_paths(schema, prefix=""):
+    """Dotted paths of every property the schema lists (objects with free-form keys, e.g. env, stop there)."""
+    for key, sub in schema.get("properties", {}).items():
+        yield prefix + key
+        yield from _schema_paths(sub, prefix + key + ".")
+
+
+def _value_paths(values, prefix=""):
+    for key, value in values.items():
+        yield prefix + key
+        if isinstance(value, dict) and value:
+            yield from _value_paths(value, prefix + key + ".")
+
+
+def test_values_yaml_documents_exactly_what_the_schema_enforces():
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    text = (CHART_DIR / "values.yaml").read_text(encoding="utf-8")
+    documented = set(_value_paths(yaml.safe_load(text)))
+    enforced = set(_schema_paths(schema)) - {"global"}
+    free_form = {"nodeSelector", "env", "queue.capability", "monitoring.podMonitor.labels",
+                 "monitoring.prometheusRule.labels", "monitoring.dashboard.labels", "monitoring.dashboard.annotations"}
+    assert documented - {p for p in documented if p.rpartition(".")[0] in free_form} == enforced
+    # Each top-level value has a comment right above it (Helm's best practice: values.yaml is the documentation).
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"^[a-zA-Z]\w*:", line):
+            assert lines[i - 1].startswith("#"), f"values.yaml: {line.split(':')[0]} has no comment"
+
+
+def test_shipped_recipe_is_the_published_one_byte_for_byte(chart):
+    shipped = CHART_DIR / "recipes" / "inception_v4_ascend.yaml"
+    assert shipped.read_bytes() == (REPO / "configs" / "inception_v4_ascend.yaml").read_bytes()
+    configmap = find(render_chart(chart), "ConfigMap", f"{RELEASE}-recipe")
+    assert configmap["data"]["recipe.yaml"] == shipped.read_text(encoding="utf-8")
+    recipe = rc.load(rc.shipped_path("inception_v4_ascend.yaml"))
+    assert yaml.safe_load(configmap["data"]["recipe.yaml"])["lr"] == recipe.lr == 0.045
+
+
+def test_inline_recipe_and_overrides_reach_the_pod(chart):
+    inline = (REPO / "configs" / "inception_v4_cpu_demo.yaml").read_text(encoding="utf-8")
+    objects = render_chart(chart, {"recipe": {"inline": inline, "overrides": ["epoch_size=1", "lr=0.01"]}})
+    configmap = find(objects, "ConfigMap", f"{RELEASE}-recipe")
+    assert configmap["data"]["recipe.yaml"] == inline
+    assert configmap["metadata"]["annotations"]["incv4.io/recipe-source"] == "values:recipe.inline"
+    rc.validate(yaml.safe_load(configmap["data"]["recipe.yaml"]))
+    command = find(objects, "Job")["spec"]["tasks"][0]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("epoch_size=1") - 1] == "--set"
+    assert command.index("lr=0.01") < command.index("ckpt_save_dir=/ckpt")  # the checkpoint mount always wins
+
+
+def test_dashboard_configmap_carries_the_dashboard_byte_for_byte(chart):
+    objects = render_chart(chart, {"monitoring": {"dashboard": {"annotations": {"grafana_folder": "Training"}}}})
+    configmap = find(objects, "ConfigMap", f"{RELEASE}-dashboard")
+    assert configmap["data"]["incv4-dashboard.json"].encode("utf-8") == DASHBOARD.read_bytes()
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert configmap["metadata"]["annotations"] == {"grafana_folder": "Training"}
+    # Helm merges maps: a null drops the default label (for a sidecar that looks for another one).
+    relabelled = render_chart(chart, {"monitoring": {"dashboard": {"labels": {"grafana_dashboard": None,
+                                                                              "team-dashboards": "yes"}}}})
+    labels = find(relabelled, "ConfigMap", f"{RELEASE}-dashboard")["metadata"]["labels"]
+    assert labels["team-dashboards"] == "yes" and "grafana_dashboard" not in labels
+
+
+def test_prometheus_rule_wraps_the_alert_rule_file_unchanged(chart):
+    rule = find(render_chart(chart), "PrometheusRule")
+    plain = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
+    assert list(plain) == ["groups"] and plain["groups"]
+    assert rule["spec"] == plain
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    custom = render_chart(chart, {"monitoring": {"prometheusRule": {"labels": {"prometheus": "main"}}}})
+    assert find(custom, "PrometheusRule")["metadata"]["labels"]["prometheus"] == "main"
+
+
+def test_pod_monitor_selects_the_jobs_pods_and_names_the_run(chart):
+    objects = render_chart(chart, {"metricsPort": 9500})
+    monitor, job = find(objects, "PodMonitor"), find(objects, "Job")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    pod_labels = job["spec"]["tasks"][0]["template"]["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    container = job["spec"]["tasks"][0]["template"]["spec"]["containers"][0]
+    endpoint = monitor["spec"]["podMetricsEndpoints"][0]
+    assert {"name": endpoint["port"], "containerPort": 9500, "protocol": "TCP"} in container["ports"]
+    # The dashboard and the alerts aggregate by job_name: the Volcano job name Volcano puts on each pod.
+    relabel = endpoint["relabelings"][0]
+    assert relabel["targetLabel"] == "job_name"
+    assert relabel["sourceLabels"] == [
+        "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", render.VOLCANO_JOB_NAME_LABEL)]
+    # Every label the dashboard's and the alerts' queries group a run by exists on the scraped series: the ones the
+    # Prometheus Operator adds to every PodMonitor target, and ours.
+    from incv4.operator.monitoring import dashboard
+
+    operator_labels = {"namespace", "pod", "container", "endpoint"}
+    assert set(dashboard.RUN_LABELS) <= operator_labels | {r["targetLabel"] for r in endpoint["relabelings"]}
+    assert "job_name" in ALERTS.read_text(encoding="utf-8")
+    custom = render_chart(chart, {"monitoring": {"podMonitor": {"labels": {"release": "monitoring"}}}})
+    assert find(custom, "PodMonitor")["metadata"]["labels"]["release"] == "monitoring"
+    assert {"PodMonitor", "PrometheusRule"}.isdisjoint(kinds(render_chart(chart, {"monitoring": {
+        "podMonitor": {"enabled": False}, "prometheusRule": {"enabled": False},
+        "dashboard": {"enabled": False}}})))
+
+
+def test_optional_queue_and_claims(chart):
+    objects = render_chart(chart, {
+        "queue": {"name": "ascend", "create": True, "weight": 4, "capability": {"huawei.com/Ascend910": 16}},
+        "dataset": {"createPvc": {"enabled": True, "size": "1Ti"}},
+        "checkpoint": {"createPvc": {"enabled": True, "storageClassName": "fast"}}})
+    queue = find(objects, "Queue", "ascend")
+    assert queue["spec"] == {"weight": 4, "reclaimable": True, "capability": {"huawei.com/Ascend910": "16"}}
+    job = find(objects, "Job")
+    assert job["spec"]["queue"] == "ascend"
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"]
+              for v in job["spec"]["tasks"][0]["template"]["spec"]["volumes"] if "persistentVolumeClaim" in v}
+    assert claims == {"dataset": f"{RELEASE}-dataset", "ckpt": f"{RELEASE}-ckpt"}
+    dataset = find(objects, "PersistentVolumeClaim", f"{RELEASE}-dataset")
+    ckpt = find(objects, "PersistentVolumeClaim", f"{RELEASE}-ckpt")
+    assert dataset["spec"]["resources"]["requests"]["storage"] == "1Ti"
+    assert ckpt["spec"]["storageClassName"] == "fast"
+    # Checkpoints are a run's progress: `helm uninstall` keeps them; the dataset claim is the user's to delete.
+    assert ckpt["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    assert "annotations" not in dataset["metadata"]
+    assert "Queue" not in kinds(render_chart(chart, {"queue": {"name": "ascend"}}))
+
+
+def _cluster_calls() -> set:
+    """(verb, resource) of every API call incv4.operator.cluster makes: it passes both to `_call` / `_error`."""
+    source = (REPO / "operator" / "cluster.py").read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    constants = {t.id: node.value.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                 for t in node.targets if isinstance(t, ast.Name) and isinstance(node.value, ast.Constant)}
+    calls = set()
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("_call", "_error") and len(node.args) >= 3):
+            verb, resource = (a.value if isinstance(a, ast.Constant) else constants.get(getattr(a, "id", None))
+                              for a in node.args[1:3])
+            if verb is None and resource is None:
+                continue  # `_call` forwarding its own parameters to `_error`
+            assert isinstance(verb, str) and isinstance(resource, str), ast.dump(node)[:200]
+            calls.add((verb, resource))
+    return calls
+
+
+def _granted(role) -> set:
+    out = set()
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                name = f"{resource}.{group}" if group else resource
+                out |= {(verb, name) for verb in rule["verbs"]}
+    return out
+
+
+def test_rbac_role_grants_exactly_what_the_cli_uses(chart):
+    objects = render_chart(chart, {"rbac": {"create": True, "subjects": [
+        {"kind": "Group", "name": "ml-team"}, {"kind": "ServiceAccount", "name": "ci", "namespace": "ci"}]}})
+    role, binding = find(objects, "Role"), find(objects, "RoleBinding")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [
+        {"kind": "Group", "name": "ml-team", "apiGroup": "rbac.authorization.k8s.io"},
+        {"kind": "ServiceAccount", "name": "ci", "namespace": "ci"}]
+    granted = _granted(role)
+    used = _cluster_calls()  # resources spelt as RBAC and kubectl do: "pods/log", "jobs.batch.volcano.sh"
+    assert ("create", "jobs.batch.volcano.sh") in used, f"unexpected API call table in operator/cluster.py: {used}"
+    assert granted == used, f"missing: {sorted(used - granted)}; more than needed: {sorted(granted - used)}"
+    assert not any("secrets" in r or r.endswith("/exec") or "*" in v for v, r in granted)
+    assert {"Role", "RoleBinding"}.isdisjoint(kinds(render_chart(chart)))  # opt-in
+
+
+def test_notes_tell_how_to_follow_the_run(chart):
+    text = notes(chart, {"name": "imagenet-run"})
+    assert f"incv4 watch imagenet-run -n {NAMESPACE}" in text
+    assert f"incv4 status imagenet-run -n {NAMESPACE}" in text
+    assert "imagenet-run-dashboard" in text and "grafana_dashboard=1" in text
+    assert "WARNING: no checkpoint volume" in text
+    assert "WARNING" not in notes(chart, {"checkpoint": {"pvc": "ckpt"}})
+
+
+def _readme_helm_commands() -> list:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"^## Install with Helm\n(.*?)(?=^## |\Z)", readme, re.S | re.M)
+    assert match, "README.md has no '## Install with Helm' section"
+    blocks = re.findall(r"```(?:sh|bash|console)?\n(.*?)```", match.group(1), re.S)
+    text = "\n".join(blocks).replace("\\\n", " ")
+    return [shlex.split(line, comments=True) for line in text.splitlines()
+            if line.strip().startswith(("helm install", "helm upgrade", "helm template", "helm lint"))]
+
+
+def _values_from_args(args: list) -> tuple:
+    """A helm command's --set/--set-string/--set-json/-f values (files relative to the repo) and its release name."""
+    values: dict = {}
+    positional = []
+    i = 2
+    while i < len(args):
+        arg = args[i]
+        flag, _, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        takes_value = flag in ("--set", "--set-string", "--set-json", "--set-file", "-f", "--values", "-n",
+                               "--namespace", "--version", "--kube-context", "--kubeconfig", "--timeout")
+        value = inline if inline else (args[i + 1] if takes_value and i + 1 < len(args) else None)
+        i += 1 if (inline or not takes_value) else 2
+        if flag == "--set":
+            values = deep_merge(values, helm.parse_set_string(value))
+        elif flag == "--set-string":
+            values = deep_merge(values, helm.parse_set_string_values(value))
+        elif flag == "--set-json":
+            values = deep_merge(values, helm.parse_set_json(value))
+        elif flag == "--set-file":
+            key, _, path = value.partition("=")
+            values = deep_merge(values, helm.parse_set_literal(f"{key}={(REPO / path).read_text()}"))
+        elif flag in ("-f", "--values"):
+            values = deep_merge(values, yaml.safe_load((REPO / value).read_text()))
+        elif not arg.startswith("-"):
+            positional.append(arg)
+    return values, positional
+
+
+def _assert_keys_exist(values: dict, defaults: dict, path="") -> None:
+    for key, value in values.items():
+        assert key in defaults, f"README sets {path}{key}, which values.yaml does not have"
+        if isinstance(value, dict) and isinstance(defaults[key], dict) and defaults[key]:
+            _assert_keys_exist(value, defaults[key], f"{path}{key}.")
+
+
+def test_readme_install_commands_match_the_chart(chart):
+    commands = _readme_helm_commands()
+    assert any(c[:2] == ["helm", "install"] for c in commands), commands
+    for command in commands:
+        values, positional = _values_from_args(command)
+        chart_path = positional[-1]
+        assert (REPO / chart_path).resolve() == CHART_DIR, command
+        _assert_keys_exist(values, chart.values)
+        release = positional[0] if command[1] in ("install", "upgrade", "template") and len(positional) > 1 \
+            else RELEASE
+        render_chart(chart, values, name=release)  # the schema and the templates accept the command as written

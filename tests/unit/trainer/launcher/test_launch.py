@@ -1,0 +1,274 @@
+"""The launcher with real processes and MindSpore's real collectives on the CPU (issue 3, acceptance 2-5).
+
+These use the small probe worker (tests/workers/probe.py, a BatchNorm-free MLP) instead of InceptionV4 to stay
+fast; tests/test_launch_inception.py runs the real trainer on two simulated nodes. Every test starts the launcher
+as its own process (`python -m incv4.trainer.launcher.launch`), as a pod would, and checks that no process of the job is
+left alive afterwards by scanning /proc for the job's unique scheduler port in the environment.
+Run them one at a time (several MindSpore processes each): `flock /tmp/incv4-heavy.lock pytest tests/test_launch.py`.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from incv4.trainer import contract as exit_codes
+from incv4.trainer.launcher.launch import (THREADS_ENV, free_port, launch_command, plan_worker_args, scheduler_env,
+                                  worker_env)
+from incv4.trainer.launcher.topology import Topology
+
+PROBE = str(pathlib.Path(__file__).resolve().parents[3] / "support" / "workers" / "probe.py")
+HANG_GUARD = 180  # seconds: only so a broken launcher fails the test instead of hanging the suite
+
+
+def job_processes(port: int) -> list:
+    """PIDs of live processes (not zombies) whose environment carries this job's scheduler port."""
+    marker = f"MS_SCHED_PORT={port}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                env = fh.read().split(b"\0")
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                state = fh.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker in env and state != b"Z":
+            found.append(int(entry))
+    return found
+
+
+class Job:
+    """One `incv4 launch` process running probe workers."""
+
+    def __init__(self, tmp_path: pathlib.Path, workers: int, *probe_args: str, port: int = 0, nodes: int = 1,
+                 node_rank: int = 0, cluster_timeout: int = 120, grace: float = 5, name: str = "job"):
+        self.out = tmp_path / name
+        self.logs = self.out / "logs"
+        data = tmp_path / "data"
+        (data / "train").mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.cmd = [sys.executable, "-m", "incv4.trainer.launcher.launch", "--worker-script", PROBE,
+                    "--data-dir", str(data), "--local-workers", str(workers), "--nodes", str(nodes),
+                    "--node-rank", str(node_rank), "--master-addr", "127.0.0.1", "--master-port", str(self.port),
+                    "--log-dir", str(self.logs), "--metrics-port", "0", "--cluster-timeout", str(cluster_timeout),
+                    "--grace-period", str(grace), "--no-compile-cache", "--", "--out", str(self.out), *probe_args]
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def finish(self, timeout: float = HANG_GUARD) -> tuple:
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+            pytest.fail(f"launcher still running after {timeout}s\n{err[-3000:]}")
+        return self.proc.returncode, out, err
+
+    def wait_for_steps(self, ranks, timeout: float = HANG_GUARD) -> None:
+        """Until every rank in `ranks` has logged a training step (so the cluster formed and training runs)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            logs = [self.logs / f"worker_{r}.log" for r in ranks]
+            if all(p.exists() and "step 1 rank" in p.read_text(errors="replace") for p in logs):
+                return
+            if self.proc.poll() is not None:
+                pytest.fail(f"launcher exited {self.proc.returncode} before training: {self.proc.stderr.read()}")
+            time.sleep(0.5)
+        pytest.fail(f"ranks {ranks} did not start training within {timeout}s")
+
+    def pid(self, rank: int) -> int:
+        return int((self.out / f"pid_rank{rank}").read_text())
+
+
+@pytest.fixture
+def reap():
+    jobs = []
+    yield jobs.append
+    for job in jobs:  # a failing test must not leave MindSpore processes behind
+        if job.proc.poll() is None:
+            job.proc.kill()
+            job.proc.wait()
+        for pid in job_processes(job.port):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+# -- acceptance 2: gradient averaging ---------------------------------------------------------------------------
+
+def test_one_step_with_8_workers_equals_one_process_with_the_8x_batch(tmp_path, reap):
+    workers, per_worker = 8, 4
+    job = Job(tmp_path, workers, "--steps", "1", "--global-batch", str(workers * per_worker))
+    reap(job)
+    code, out, err = job.finish()
+    assert code == exit_codes.OK, err[-3000:]
+    assert "[rank 0] step 0 rank 0 loss" in out  # rank 0's lines are echoed with a prefix, MindSpore noise is not
+    assert "[WARNING] DISTRIBUTED" not in out
+    assert sorted(p.name for p in job.logs.iterdir()) == ["scheduler.log"] + sorted(
+        f"worker_{r}.log" for r in range(workers))
+
+    reference_dir = tmp_path / "single"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MS_", "RANK_"))}
+    single = subprocess.run([sys.executable, PROBE, "--out", str(reference_dir), "--steps", "1",
+                             "--global-batch", str(workers * per_worker)], env=env, capture_output=True, text=True,
+                            timeout=HANG_GUARD)
+    assert single.returncode == 0, single.stdout[-2000:] + single.stderr[-2000:]
+    reference = np.load(reference_dir / "final_rank0.npz")
+    initial_rng = np.random.RandomState(1234)
+    initial_first_weight = initial_rng.randn(32, 16).astype(np.float32) * 0.3
+    first = next(k for k in reference.files if k.endswith("weight"))
+    assert not np.allclose(reference[first], initial_first_weight, atol=1e-3)  # the step really moved the weights
+
+    for rank in range(workers):
+        got = np.load(job.out / f"final_rank{rank}.npz")
+        assert sorted(got.files) == sorted(reference.files)
+        for name in reference.files:
+            np.testing.assert_allclose(got[name], reference[name], rtol=1e-5, atol=1e-6,
+                                       err_msg=f"rank {rank} {name}")
+    assert job_processes(job.port) == []
+
+
+# -- acceptance 3: a killed worker stops the job -----------------------------------------------------------------
+
+def test_sigkill_of_one_worker_stops_the_job_and_names_the_rank(tmp_path, reap):
+    job = Job(tmp_path, 2, "--steps", "100000", "--step-sleep", "0.2", grace=5)
+    reap(job)
+    job.wait_for_steps([0, 1])
+    os.kill(job.pid(1), signal.SIGKILL)
+    killed_at = time.monotonic()
+    code, _out, err = job.finish(timeout=60)
+    assert time.monotonic() - killed_at < 60
+    assert code == exit_codes.FAILURE
+    assert "rank 1 failed with exit -9 (killed by SIGKILL)" in err
+    assert job_processes(job.port) == []
+
+
+def test_first_failing_worker_exit_code_is_kept_when_it_is_permanent(tmp_path, reap):
+    job = Job(tmp_path, 2, "--steps", "5", "--exit-at-step", "0", "--exit-rank", "1",
+              "--exit-code", str(exit_codes.DIVERGED))
+    reap(job)
+    code, _out, err = job.finish()
+    assert code == exit_codes.DIVERGED, err[-3000:]
+    assert "rank 1 failed with exit 4" in err
+    assert "[rank 1] exiting with 4 as asked" in err  # the failed rank's last log lines
+    assert job_processes(job.port) == []
+
+
+# -- acceptance 4: SIGTERM to the launcher -----------------------------------------------------------------------
+
+def test_sigterm_is_forwarded_and_every_worker_checkpoints(tmp_path, reap):
+    job = Job(tmp_path, 2, "--steps", "100000", "--step-sleep", "0.2", grace=30)
+    reap(job)
+    job.wait_for_steps([0, 1])
+    job.proc.send_signal(signal.SIGTERM)
+    code, out, err = job.finish(timeout=90)
+    assert code == exit_codes.TERMINATED, err[-3000:]
+    assert "got SIGTERM" in err
+    for rank in (0, 1):
+        assert (job.out / f"checkpoint_rank{rank}.npz").is_file()
+    assert "[rank 0] SIGTERM: checkpoint saved" in out
+    assert job_processes(job.port) == []
+
+
+# -- acceptance 5: peers that never come -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("node_rank", [0, 1], ids=["node0-alone", "node1-without-scheduler"])
+def test_peers_that_never_come_end_in_a_peer_timeout(tmp_path, reap, node_rank):
+    timeout = 15
+    job = Job(tmp_path, 1, "--steps", "3", nodes=2, node_rank=node_rank, cluster_timeout=timeout)
+    reap(job)
+    code, _out, err = job.finish(timeout=timeout + 60)
+    assert code == exit_codes.PEER_TIMEOUT, err[-3000:]
+    assert f"did not form within --cluster-timeout {timeout}s" in err
+    assert "0 of 1 local workers joined" in err
+    assert job_processes(job.port) == []
+
+
+# -- no processes: environment, recipe and flags -----------------------------------------------------------------
+
+def test_worker_settings_apply_once_even_when_a_wrapper_applied_them_first():
+    """A wrapper (test worker, bench) may call apply_worker_settings() before train.py does; MindSpore refuses a
+    second threads_num(), so the second call must be a no-op, not a crash in every worker."""
+    code = ("from incv4.trainer.launcher.launch import apply_worker_settings\n"
+            "apply_worker_settings(); apply_worker_settings()\n"
+            "import mindspore as ms; print(ms.device_context.cpu.op_tuning.threads_num.__name__, 'ok')")
+    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, **{THREADS_ENV: "1"}),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().endswith("ok")
+
+
+def test_worker_and_scheduler_environment_match_msrun():
+    topo = Topology(nodes=2, node_rank=1, master_addr="10.0.0.10", master_port=8118, local_workers=4)
+    env = worker_env({"MS_NODE_ID": "stale", "PATH": "/bin"}, topo, 3, cluster_timeout=600, threads=1)
+    assert {k: env[k] for k in ("MS_ROLE", "MS_SCHED_HOST", "MS_SCHED_PORT", "MS_WORKER_NUM", "MS_NODE_ID",
+                                "RANK_ID", "RANK_SIZE", "DEVICE_ID", "LOCAL_RANK", "MS_TOPO_TIMEOUT",
+                                THREADS_ENV, "OMP_NUM_THREADS")} == {
+        "MS_ROLE": "MS_WORKER", "MS_SCHED_HOST": "10.0.0.10", "MS_SCHED_PORT": "8118", "MS_WORKER_NUM": "8",
+        "MS_NODE_ID": "7", "RANK_ID": "7", "RANK_SIZE": "8", "DEVICE_ID": "3", "LOCAL_RANK": "3",
+        "MS_TOPO_TIMEOUT": "600", THREADS_ENV: "1", "OMP_NUM_THREADS": "1"}
+    sched = scheduler_env({"DEVICE_ID": "5"}, Topology(2, 0, "10.0.0.10", 8118, 4), cluster_timeout=60)
+    assert sched["MS_ROLE"] == "MS_SCHED" and sched["RANK_ID"] == "0" and sched["MS_WORKER_NUM"] == "8"
+    assert "DEVICE_ID" not in sched
+    alone = worker_env({"MS_ROLE": "MS_WORKER"}, Topology(1, 0, "127.0.0.1", 8118, 1), 0, 600, 2)
+    assert "MS_ROLE" not in alone and alone["RANK_SIZE"] == "1"
+
+
+def test_global_batch_is_logged_and_lr_scaled_only_on_request(tmp_path):
+    (tmp_path / "train").mkdir()
+    lines = []
+    args, recipe = plan_worker_args(None, ["batch_size=4", "lr=0.1"], str(tmp_path), 2, False, ["--x"],
+                                    say=lines.append)
+    assert "global batch 8 = batch_size 4 x 2 workers" in lines[0]
+    assert "reference global batch is 32" in lines[1] and "--scale-lr" in lines[1]
+    assert args == ["--data-dir", str(tmp_path), "--set", "batch_size=4", "--set", "lr=0.1",
+                    "--set", "distribute=True", "--x"]
+    lines.clear()
+    args, _ = plan_worker_args(None, ["batch_size=4", "lr=0.1"], str(tmp_path), 2, True, say=lines.append)
+    assert "lr 0.1 -> 0.025" in lines[1]
+    assert args[-2:] == ["--set", "lr=0.025"]
+    lines.clear()
+    args, _ = plan_worker_args(None, ["batch_size=4"], str(tmp_path), 8, True, say=lines.append)
+    assert len(lines) == 1 and not any(a.startswith("lr=") for a in args)  # 8 x 4 is the reference: no scaling
+
+
+@pytest.mark.parametrize("env, argv, message", [
+    ({"VC_TASK_INDEX": "1"}, [], "VC_WORKER_NUM"),
+    ({}, ["--set", "no_such_key=1"], "no_such_key"),
+    ({}, ["--data-dir", "/nonexistent/incv4"], "data_dir"),
+])
+def test_bad_environment_or_recipe_is_one_line_and_exit_2(env, argv, message, monkeypatch, tmp_path):
+    for key in ("VC_TASK_INDEX", "VK_TASK_INDEX", "VC_WORKER_NUM", "VC_WORKER_HOSTS"):
+        monkeypatch.delenv(key, raising=False)
+    (tmp_path / "train").mkdir()
+    argv = argv if "--data-dir" in argv else argv + ["--data-dir", str(tmp_path)]
+    result = CliRunner().invoke(launch_command, argv + ["--metrics-port", "0"], env=env)
+    assert result.exit_code == exit_codes.USAGE
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], result.output
+
+
+def test_compile_cache_is_keyed_by_everything_that_shapes_the_graph(tmp_path):
+    from incv4.trainer.launcher.launch import compile_cache_dir
+    from incv4.trainer.recipe import load
+
+    recipe = load(None, ["batch_size=4", f"ckpt_save_dir={tmp_path}"])
+    same = compile_cache_dir(load(None, ["batch_size=4", f"ckpt_save_dir={tmp_path}"]), 8, ["--x"])
+    assert compile_cache_dir(recipe, 8, ["--x"]) == same
+    assert same.startswith(str(tmp_path / "compile_cache"))
+    assert compile_cache_dir(load(None, ["batch_size=2", f"ckpt_save_dir={tmp_path}"]), 8, ["--x"]) != same
+    assert compile_cache_dir(recipe, 4, ["--x"]) != same
+    env = worker_env({}, Topology(1, 0, "127.0.0.1", 8118, 2), 1, 600, 1, compile_cache=same)
+    assert env["MS_COMPILER_CACHE_ENABLE"] == "1" and env["MS_COMPILER_CACHE_PATH"] == same
+    assert "MS_COMPILER_CACHE_ENABLE" not in worker_env({}, Topology(1, 0, "127.0.0.1", 8118, 2), 1, 600, 1)

@@ -1,0 +1,212 @@
+"""Learning-rate schedule, optimizer and loss, built from a recipe with MindCV's semantics.
+
+- `create_lr_schedule`: one learning rate per global step, value-for-value MindCV's `create_scheduler`
+  (mindcv/scheduler: an optional linear warm-up from `warmup_factor * lr` over `warmup_epochs`, then the main
+  schedule over the remaining epochs; per step unless `lr_epoch_stair`).
+- `create_optimizer`: momentum SGD as MindCV's `create_optimizer` builds it; with `filter_bias_and_bn` the
+  BatchNorm parameters (gamma, beta) and biases get no weight decay (MindCV groups parameters by name).
+- `create_loss`: MindCV's `CrossEntropySmooth` (cross entropy with label smoothing, `reduction`, `aux_factor`).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, List, Mapping
+
+from mindspore import nn, ops
+
+from incv4.trainer.recipe import RecipeError
+
+__all__ = ["create_lr_schedule", "create_optimizer", "create_loss", "optimizer_loss_scale", "no_weight_decay",
+           "parameter_groups", "CrossEntropySmooth", "SCHEDULERS", "OPTIMIZERS"]
+
+# Parameter-name fragments MindCV exempts from weight decay: BatchNorm gamma/beta and every bias.
+_NO_DECAY_NAME_PARTS = ("beta", "gamma", "bias")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# learning-rate schedule (ports of mindcv/scheduler/dynamic_lr.py, same float operations so values are identical)
+
+def _linear_warmup(lr: float, start_factor: float, warmup_epochs: int, steps_per_epoch: int,
+                   stair: bool) -> List[float]:
+    start_lr, end_lr = lr * start_factor, lr * 1.0
+    lrs = []
+    for i in range(steps_per_epoch * warmup_epochs):
+        epoch = math.floor(i / steps_per_epoch) if stair else i / steps_per_epoch
+        multiplier = min(epoch, warmup_epochs) / warmup_epochs
+        lrs.append(start_lr + multiplier * (end_lr - start_lr))
+    return lrs
+
+
+def _cosine(r: Mapping, steps_per_epoch: int, epochs: int, stair: bool) -> List[float]:
+    """Cosine from lr to min_lr over decay_epochs, num_cycles times (peak x cycle_decay each cycle), then
+    min_lr to the end."""
+    decay_epochs, eta_min = r["decay_epochs"], r["min_lr"]
+    total = steps_per_epoch * epochs
+    lrs: List[float] = []
+    for cycle in range(r["num_cycles"]):
+        delta = 0.5 * (r["lr"] * (r["cycle_decay"] ** cycle) - eta_min)
+        for i in range(steps_per_epoch * decay_epochs):
+            if len(lrs) >= total:
+                break
+            t = math.floor(i / steps_per_epoch) if stair else i / steps_per_epoch
+            t = min(t, decay_epochs)
+            lrs.append(eta_min + delta * (1.0 + math.cos(math.pi * t / decay_epochs)))
+    if epochs > r["num_cycles"] * decay_epochs:
+        lrs += [eta_min] * ((epochs - r["num_cycles"] * decay_epochs) * steps_per_epoch)
+    return lrs
+
+
+def _constant(r: Mapping, steps_per_epoch: int, epochs: int, stair: bool) -> List[float]:
+    return [r["lr"]] * (steps_per_epoch * epochs)
+
+
+def _per_epoch(factor: Callable[[Mapping, int], float]):
+    """A schedule that MindCV always steps per epoch (stair), whatever lr_epoch_stair says."""
+    def schedule(r: Mapping, steps_per_epoch: int, epochs: int, stair: bool) -> List[float]:
+        return [r["lr"] * factor(r, math.floor(i / steps_per_epoch)) for i in range(steps_per_epoch * epochs)]
+    return schedule
+
+
+def _exponential(r: Mapping, steps_per_epoch: int, epochs: int, stair: bool) -> List[float]:
+    return [r["lr"] * r["decay_rate"] ** (math.floor(i / steps_per_epoch) if stair else i / steps_per_epoch)
+            for i in range(steps_per_epoch * epochs)]
+
+
+def _polynomial(r: Mapping, steps_per_epoch: int, epochs: int, stair: bool) -> List[float]:
+    # MindCV decays to 0 over the main epochs with power decay_rate
+    lrs = []
+    for i in range(steps_per_epoch * epochs):
+        epoch = math.floor(i / steps_per_epoch) if stair else i / steps_per_epoch
+        lrs.append(r["lr"] * (1 - min(epoch, epochs) / epochs) ** r["decay_rate"])
+    return lrs
+
+
+def _multi_step_factor(r: Mapping, epoch: int) -> float:
+    return r["decay_rate"] ** sum(1 for m in sorted(r["multi_step_decay_milestones"]) if m <= epoch)
+
+
+SCHEDULERS = {
+    "constant": _constant,
+    "cosine_decay": _cosine,
+    "warmup_cosine_decay": _cosine,  # MindCV treats both names alike: warm-up comes from warmup_epochs
+    "step_decay": _per_epoch(lambda r, e: r["decay_rate"] ** math.floor(e / r["decay_epochs"])),
+    "multi_step_decay": _per_epoch(_multi_step_factor),
+    "exponential_decay": _exponential,
+    "polynomial_decay": _polynomial,
+}
+
+
+def create_lr_schedule(recipe: Mapping, steps_per_epoch: int) -> List[float]:
+    """One learning rate per global step for `epoch_size` epochs of `steps_per_epoch` steps (MindCV's values)."""
+    if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch!r} "
+                         f"(is the training set smaller than one batch per rank?)")
+    name = recipe["scheduler"]
+    if name not in SCHEDULERS:
+        raise RecipeError(f"recipe key 'scheduler': '{name}' is not supported by incv4 "
+                          f"(supported: {', '.join(SCHEDULERS)})")
+    if name == "step_decay" and recipe["decay_epochs"] < 1:
+        raise RecipeError("recipe key 'decay_epochs': step_decay needs decay_epochs >= 1")
+    if name in ("cosine_decay", "warmup_cosine_decay") and recipe["decay_epochs"] < 1:
+        raise RecipeError(f"recipe key 'decay_epochs': {name} needs decay_epochs >= 1")
+    stair = recipe["lr_epoch_stair"]
+    warmup_epochs = recipe["warmup_epochs"]
+    main_epochs = recipe["epoch_size"] - warmup_epochs
+    if name == "polynomial_decay" and main_epochs < 1:
+        raise RecipeError("recipe key 'warmup_epochs': polynomial_decay needs epochs left after the warm-up")
+    warmup = (_linear_warmup(recipe["lr"], recipe["warmup_factor"], warmup_epochs, steps_per_epoch, stair)
+              if warmup_epochs > 0 else [])
+    return warmup + SCHEDULERS[name](recipe, steps_per_epoch, main_epochs, stair)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# optimizer
+
+OPTIMIZERS = ("momentum", "sgd")
+
+
+def no_weight_decay(name: str) -> bool:
+    """True for parameters MindCV keeps out of weight decay (by name: BatchNorm gamma/beta, biases)."""
+    return any(part in name for part in _NO_DECAY_NAME_PARTS)
+
+
+def optimizer_loss_scale(recipe: Mapping) -> float:
+    """The loss scale the optimizer divides gradients by, as MindCV's train.py decides it.
+
+    With a fixed loss scale and no overflow dropping, MindCV hands `loss_scale` to the optimizer (the train step
+    multiplies the loss by it and does NOT unscale the gradients itself). In every other case the train step
+    unscales and the optimizer gets 1.0.
+    """
+    customized_step = (recipe["ema"] or recipe["clip_grad"] or recipe["gradient_accumulation_steps"] > 1
+                       or recipe["amp_cast_list"] is not None)
+    if (recipe["loss_scale_type"] == "fixed" and not recipe["dynamic_loss_scale"]
+            and not recipe["drop_overflow_update"] and not customized_step):
+        return float(recipe["loss_scale"])
+    return 1.0
+
+
+def parameter_groups(params: list, weight_decay: float, filter_bias_and_bn: bool) -> list:
+    """MindCV's grouping: decayed parameters, undecayed ones (when filtering), and the original order."""
+    if not filter_bias_and_bn:
+        return [{"params": params, "weight_decay": weight_decay}, {"order_params": params}]
+    decay = [p for p in params if not no_weight_decay(p.name)]
+    no_decay = [p for p in params if no_weight_decay(p.name)]
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+            {"order_params": params}]
+
+
+def create_optimizer(network, recipe: Mapping, lr_schedule):
+    """Momentum SGD over the network's trainable parameters (`opt: momentum`, or `sgd` with momentum), lr per
+    global step from `lr_schedule` (a list as from `create_lr_schedule`, or a float). Weight decay lives here
+    only, per parameter group, as in MindCV."""
+    opt = recipe["opt"].lower()
+    if opt not in OPTIMIZERS:
+        raise RecipeError(f"recipe key 'opt': '{recipe['opt']}' is not supported by incv4 "
+                          f"(supported: {', '.join(OPTIMIZERS)})")
+    if opt == "sgd" and recipe["use_nesterov"] and recipe["momentum"] <= 0:
+        raise RecipeError("recipe key 'use_nesterov': Nesterov needs momentum > 0")
+    if isinstance(lr_schedule, (list, tuple)) and not lr_schedule:
+        raise ValueError("lr_schedule is empty")
+    groups = parameter_groups(network.trainable_params(), recipe["weight_decay"], recipe["filter_bias_and_bn"])
+    loss_scale = optimizer_loss_scale(recipe)
+    if opt == "momentum":
+        return nn.Momentum(groups, learning_rate=lr_schedule, momentum=recipe["momentum"], weight_decay=0.0,
+                           use_nesterov=recipe["use_nesterov"], loss_scale=loss_scale)
+    return nn.SGD(groups, learning_rate=lr_schedule, momentum=recipe["momentum"], weight_decay=0.0,
+                  nesterov=recipe["use_nesterov"], loss_scale=loss_scale)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# loss
+
+class CrossEntropySmooth(nn.LossBase):
+    """MindCV's CrossEntropySmooth: cross entropy with label smoothing over the main logits, plus `aux_factor` x
+    the same loss over any auxiliary logits (a tuple `(main, aux...)`; InceptionV4 has none).
+    Labels: class indices [N] (int) or class probabilities [N, C] (float, e.g. after mixup)."""
+
+    def __init__(self, smoothing: float = 0.0, aux_factor: float = 0.0, reduction: str = "mean") -> None:
+        super().__init__()
+        self.smoothing = smoothing
+        self.aux_factor = aux_factor
+        self.reduction = reduction
+
+    def construct(self, logits, labels):
+        loss_aux = 0
+        if isinstance(logits, tuple):
+            main_logits = logits[0]
+            for aux in logits[1:]:
+                if self.aux_factor > 0:
+                    loss_aux += ops.cross_entropy(aux, labels, reduction=self.reduction,
+                                                  label_smoothing=self.smoothing)
+        else:
+            main_logits = logits
+        loss = ops.cross_entropy(main_logits, labels, reduction=self.reduction, label_smoothing=self.smoothing)
+        return loss + self.aux_factor * loss_aux
+
+
+def create_loss(recipe: Mapping) -> CrossEntropySmooth:
+    """The recipe's loss: `loss: CE` with `label_smoothing`, `reduction` and `aux_factor` (MindCV's semantics)."""
+    if recipe["loss"].upper() != "CE":
+        raise RecipeError(f"recipe key 'loss': '{recipe['loss']}' is not supported by incv4 (supported: CE)")
+    return CrossEntropySmooth(recipe["label_smoothing"], recipe["aux_factor"], recipe["reduction"])
