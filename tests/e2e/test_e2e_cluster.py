@@ -1,5 +1,5 @@
 """Opt-in, against a REAL cluster with Volcano: submit a small CPU-only job, watch it to Completed, read its logs and
-status, delete it. Skipped unless INCV4_E2E_KUBECONFIG names a kubeconfig (see README, "Testing on a real cluster":
+status, delete it. Skipped unless INCV4_E2E_KUBECONFIG names a kubeconfig (see docs/testing.md, "Testing on a real cluster":
 kind + Volcano's Helm chart + a CPU build of the image + demo data mounted into the kind node).
 
 Environment:
@@ -26,7 +26,7 @@ KUBECONFIG = os.environ.get("INCV4_E2E_KUBECONFIG")
 pytestmark = [
     pytest.mark.cluster,
     pytest.mark.e2e,
-    pytest.mark.skipif(not KUBECONFIG, reason="needs a cluster with Volcano: set INCV4_E2E_KUBECONFIG (README, "
+    pytest.mark.skipif(not KUBECONFIG, reason="needs a cluster with Volcano: set INCV4_E2E_KUBECONFIG (docs/testing.md, "
                                               "'Testing on a real cluster')"),
 ]
 
