@@ -1,9 +1,8 @@
 """Settings MindSpore's CPU backend needs before its first kernel runs.
 
-MindSpore's CPU Conv2D kernels hand oneDNN plain NCHW tensors. On a CPU with AVX-512, the oneDNN in MindSpore 2.10
-(v3.10.1) answers with its `jit_uni_ncsp` convolution, which runs ~20x slower than the im2col + GEMM convolution
-(`gemm:jit`) it picks on an AVX2-only CPU. Measured on an Intel Xeon (Sapphire Rapids, 2 cores), InceptionV4 75 px
-batch 8, one train step: 14.3 s as is, 0.74 s with oneDNN capped at AVX2; one 3x3 convolution 2.09 s vs 0.015 s.
+MindSpore's CPU Conv2D kernels hand oneDNN plain NCHW tensors. On a CPU with AVX-512, the oneDNN bundled with
+MindSpore answers with its `jit_uni_ncsp` convolution, which is about 20x slower than the im2col + GEMM convolution
+(`gemm:jit`) it picks on an AVX2-only CPU, so the trainer caps oneDNN at AVX2 on the CPU backend.
 oneDNN reads its ISA cap (ONEDNN_MAX_CPU_ISA) once, when it runs its first kernel, so the cap is set in the
 environment before then. A value the user set is left alone.
 """

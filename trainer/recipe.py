@@ -14,8 +14,8 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 
 import yaml
 
-# libyaml's emitter when PyYAML was built with it: the same text as yaml.safe_dump, ~20x faster (the bulk of
-# `incv4 render`'s own time was the Python emitter).
+# libyaml's emitter when PyYAML was built with it: the same text as yaml.safe_dump, and much faster than the
+# pure-Python emitter, which would otherwise dominate `incv4 render`'s own time.
 SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
@@ -123,7 +123,8 @@ KEYS: dict[str, Key] = {
     "ckpt_save_policy": Key("str", "latest_k", choices=("latest_k", "top_k"), nullable=True),
     "epoch_size": Key("int", 90, _positive),
     "dataset_sink_mode": Key("bool", True),
-    # MindCV's train-step extras that incv4's train step (trainer/train.py) does not implement: refused, never ignored
+    # MindCV's train-step extras that incv4's train step (trainer/training/step.py) does not implement: refused, never
+    # ignored
     "ema": Key("bool", False, lambda v: "is not supported: incv4's trainer keeps no EMA weights" if v else None),
     "ema_decay": Key("float", 0.9999, _probability),
     "clip_grad": Key("bool", False, lambda v: "is not supported: incv4's trainer does not clip gradients" if v
@@ -175,7 +176,7 @@ KEYS: dict[str, Key] = {
 # Keys MindCV accepts for ModelArts or downloads that mean nothing here; accepted so MindCV YAMLs load unchanged.
 IGNORED_KEYS = {"enable_modelarts", "multi_data_url", "data_url", "ckpt_url", "train_url", "config"}
 
-# Reference global batch of the published recipe: 8 cards x batch_size (the seed's table).
+# Reference global batch of the published recipe: 8 cards x batch_size (MindCV's published InceptionV4 run).
 REFERENCE_DEVICES = 8
 
 

@@ -1,1 +1,3 @@
-"""data"""
+"""Training data: `folder` lists an ImageFolder split (and defines DataError), `check` stops bad data before a
+run, `transforms` holds the image transforms and the in-graph normalizer, `pipeline` builds the sharded MindSpore
+datasets, `demo` writes the synthetic demo ImageFolder."""

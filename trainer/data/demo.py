@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from incv4.trainer.data.pipeline import DataError
+from incv4.trainer.data.folder import DataError
 
 MARKER = "incv4-demo-dataset.json"
 GENERATOR = "incv4 demo-data v1"

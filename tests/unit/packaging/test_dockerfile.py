@@ -178,8 +178,11 @@ def build_context(files) -> list:
 
 
 def test_build_context_holds_the_package_and_nothing_else(tmp_path):
-    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    files = tracked.split() + ["trainer/__pycache__/recipe.cpython-311.pyc", ".venv/bin/python", "ckpt/x.ckpt"]
+    # `docker build .` sends the working tree: tracked files still present, and new files git does not ignore.
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, text=True, check=True).stdout.split()
+    files = [f for f in listed if (REPO / f).is_file()]
+    files += ["trainer/__pycache__/recipe.cpython-311.pyc", ".venv/bin/python", "ckpt/x.ckpt"]
     context = build_context(files)
     assert "pyproject.toml" in context and "operator/render.py" in context and "trainer/recipe.py" in context
     assert not [f for f in context if f.split("/")[0] in ("tests", "charts", "bench", ".git", ".venv", "ckpt")

@@ -8,7 +8,11 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.e2e  # builds a wheel (~20 s)
+pytestmark = pytest.mark.e2e  # builds a wheel
+
+SUB_PACKAGES = [f"incv4/trainer/{part}/__init__.py"
+                for part in ("launcher", "data", "model", "training", "checkpoint", "metrics")]
+SUB_PACKAGES += ["incv4/operator/monitoring/__init__.py"]
 
 
 def test_import_operator_from_repo_root_is_the_stdlib(repo_root):
@@ -34,9 +38,14 @@ def test_wheel_install_runs_the_cli_and_ships_recipes(repo_root, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                          check=True).stdout.split()
     assert out[0].startswith(site) and out[1] == "32"
-    # the CPU convolution op's C++ source ships with the trainer (trainer/cpu_conv.py compiles it on first use)
-    assert {p.name for p in (pathlib.Path(site) / "incv4" / "trainer").glob("*.[ch]*")} >= {"cpu_conv.cc",
-                                                                                           "onednn_pool.h"}
+    # every sub-package ships, and no compiled or C/C++ file: the trainer is pure Python on MindSpore's kernels
+    package = pathlib.Path(site) / "incv4"
+    shipped = {p.relative_to(package.parent).as_posix() for p in package.rglob("*") if p.is_file()}
+    assert set(SUB_PACKAGES) <= shipped, sorted(set(SUB_PACKAGES) - shipped)
+    sources = {f"incv4/{p.relative_to(repo_root).as_posix()}" for top in ("operator", "trainer")
+               for p in (repo_root / top).rglob("*.py") if "__pycache__" not in p.parts}
+    assert sources <= shipped, sorted(sources - shipped)  # a package missing from pyproject's list fails here
+    assert not [p for p in shipped if p.endswith((".c", ".cc", ".cpp", ".h", ".hpp", ".so"))]
     help_text = subprocess.run([str(prefix / "bin" / "incv4"), "--help"], cwd=tmp_path, env=env,
                                capture_output=True, text=True, check=True).stdout
     assert "Usage: incv4" in help_text

@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 
 from incv4.trainer.data import demo as demo_data
-from incv4.trainer.data.pipeline import DataError, check_image_folder
+from incv4.trainer.data.check import check_image_folder
 from incv4.trainer.data.demo import write_demo_dataset
+from incv4.trainer.data.folder import DataError
 
 
 def _digest(root) -> str:

@@ -1,0 +1,215 @@
+"""Checking an ImageFolder before training, so bad data stops a run before it starts.
+
+Unreadable or truncated images, files that are not images (and folders nested in a class folder, whose images
+would not be read), empty class folders, val classes unknown to train and a missing split each raise `DataError`
+(a `RecipeError`: the CLI prints one line and exits 2) naming the count and the first few paths, e.g.
+"data: 2 unreadable images in /d/train (first: a/1.JPEG: truncated, b/2.JPEG: not an image)". Stopping beats
+skipping: a broken extraction or a half-copied volume should be fixed, not silently trained around.
+
+The check is cheap enough to run on every start: it reads each image's first 16 bytes and last 1 KiB (format
+magic, JPEG end-of-image marker, PNG IEND chunk) and fully decodes only the suspects; `deep=True` decodes every
+image with Pillow. On ImageNet it still takes minutes, so a successful check can be cached in `cache_dir` (keyed
+by the split's path and its list of file names) and restarts of a long run skip the reads; a file changed in
+place after a successful check is not re-read.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Iterable, Optional
+
+from incv4.trainer.data.folder import DataError, class_folders, scan_class, split_dir
+
+SHOWN_PATHS = 3  # how many example paths an error message lists per kind of problem
+
+_MAGIC = (
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"BM", "bmp"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"GIF8", "gif"),
+    (b"RIFF", "webp"),
+)
+_UNDECODABLE = ("gif", "webp")  # MindSpore's C++ Decode and RandomCropDecodeResize refuse them
+_TAIL = 1024
+
+
+def _read_ends(path: str):
+    """(size, first 16 bytes, last _TAIL bytes) of a file."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        head = os.pread(fd, 16, 0)
+        tail = os.pread(fd, _TAIL, max(0, size - _TAIL)) if size else b""
+    finally:
+        os.close(fd)
+    return size, head, tail
+
+
+def _header_problem(path: str) -> Optional[str]:
+    """Why a file cannot be an intact image, from its first and last bytes; None if it looks intact."""
+    try:
+        size, head, tail = _read_ends(path)
+    except OSError as err:
+        return f"cannot be read ({err.strerror})"
+    if size == 0:
+        return "empty file"
+    kind = next((k for magic, k in _MAGIC if head.startswith(magic)), None)
+    if kind is None:
+        return "not an image"
+    if kind in _UNDECODABLE:
+        return f"{kind.upper()} is not supported (use JPEG, PNG, BMP or TIFF)"
+    if kind == "jpeg" and b"\xff\xd9" not in tail:
+        return "no JPEG end marker"
+    if kind == "png" and b"IEND" not in tail:
+        return "truncated"
+    if kind == "bmp" and len(head) >= 6 and int.from_bytes(head[2:6], "little") > size:
+        return "truncated"
+    return None
+
+
+def _decode_problem(path: str) -> Optional[str]:
+    """Why Pillow cannot decode a file completely; None if it decodes."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except OSError as err:
+        text = str(err).lower()
+        return "truncated" if "truncated" in text else "cannot be decoded"
+    except Exception:  # Pillow raises many kinds for corrupt data
+        return "cannot be decoded"
+    return None
+
+
+def _image_problem(path: str, deep: bool) -> Optional[str]:
+    problem = _header_problem(path)
+    if problem == "no JPEG end marker":
+        # Truncated, or intact with more than 1 KiB of bytes after the end marker: let the decoder decide.
+        return "truncated" if _decode_problem(path) else None
+    if problem is None and deep:
+        return _decode_problem(path)
+    return problem
+
+
+@dataclass
+class SplitReport:
+    split: str
+    path: str
+    classes: int = 0
+    images: int = 0
+    unreadable: list = field(default_factory=list)  # "class/file: reason"
+    non_images: list = field(default_factory=list)
+    empty_classes: list = field(default_factory=list)
+    unknown_classes: list = field(default_factory=list)
+    from_cache: bool = False
+
+    def problems(self) -> list:
+        parts = []
+        for items, one, many in ((self.unreadable, "unreadable image", "unreadable images"),
+                                 (self.non_images, "non-image file", "non-image files"),
+                                 (self.empty_classes, "empty class folder", "empty class folders"),
+                                 (self.unknown_classes, "class folder not in the train split",
+                                  "class folders not in the train split")):
+            if items:
+                shown = ", ".join(items[:SHOWN_PATHS]) + (", ..." if len(items) > SHOWN_PATHS else "")
+                parts.append(f"{len(items)} {one if len(items) == 1 else many} in {self.path} (first: {shown})")
+        return parts
+
+
+def check_image_folder(data_dir: str, splits: Iterable[str] = ("train", "val"), deep: bool = False,
+                       cache_dir: Optional[str] = None, workers: int = 4) -> list:
+    """Check the splits of an ImageFolder before training; return a `SplitReport` per split, or raise `DataError`
+    (one line) describing every problem found. The first split is the one whose classes define the labels."""
+    splits = list(splits)
+    reports = []
+    train_classes = None
+    for split in splits:
+        root = split_dir(data_dir, split)  # a missing split stops here, before any file is read
+        reports.append(_check_split(split, root, train_classes, deep, cache_dir, workers))
+        if train_classes is None:
+            train_classes = set(class_folders(root))
+    problems = [p for r in reports for p in r.problems()]
+    if problems:
+        raise DataError("data: " + "; ".join(problems))
+    return reports
+
+
+def _list_split(report: SplitReport, root: str, train_classes) -> list:
+    """Fill the report's folder-level findings; return the split's image paths relative to `root`."""
+    classes = class_folders(root)
+    report.classes = len(classes)
+    if not classes:
+        report.empty_classes.append("(no class folders at all)")
+        return []
+    images = []
+    for name in classes:
+        found, others = scan_class(os.path.join(root, name))
+        if train_classes is not None and name not in train_classes:
+            report.unknown_classes.append(name)
+        if not found:
+            report.empty_classes.append(name)
+        report.non_images.extend(os.path.join(name, rel) for rel in others)
+        images.extend(os.path.join(name, rel) for rel in found)
+    report.images = len(images)
+    return images
+
+
+def _check_split(split: str, root: str, train_classes, deep: bool, cache_dir: Optional[str],
+                 workers: int) -> SplitReport:
+    report = SplitReport(split, root)
+    images = _list_split(report, root, train_classes)
+    if not report.classes:
+        return report
+    fingerprint = _fingerprint(root, images, deep)
+    if _cache_hit(cache_dir, root, fingerprint):
+        report.from_cache = True
+        return report
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # file reads release the GIL
+        results = pool.map(lambda rel: _image_problem(os.path.join(root, rel), deep), images, chunksize=256)
+        report.unreadable = [f"{rel}: {problem}" for rel, problem in zip(images, results) if problem]
+    if not report.problems():
+        _cache_store(cache_dir, root, fingerprint)
+    return report
+
+
+def _fingerprint(root: str, images: list, deep: bool) -> str:
+    digest = hashlib.sha256(f"{os.path.abspath(root)}\0{deep}\0".encode())
+    for rel in images:
+        digest.update(rel.encode("utf-8", "surrogateescape") + b"\0")
+    return digest.hexdigest()
+
+
+def _cache_file(cache_dir: str, root: str) -> str:
+    key = hashlib.sha256(os.path.abspath(root).encode()).hexdigest()[:16]
+    return os.path.join(cache_dir, f".incv4-data-check-{key}.json")
+
+
+def _cache_hit(cache_dir: Optional[str], root: str, fingerprint: str) -> bool:
+    if not cache_dir:
+        return False
+    try:
+        with open(_cache_file(cache_dir, root), encoding="utf-8") as fh:
+            return json.load(fh).get("fingerprint") == fingerprint
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _cache_store(cache_dir: Optional[str], root: str, fingerprint: str) -> None:
+    """Best effort: a read-only or missing cache folder only costs the next run a re-check."""
+    if not cache_dir or not os.path.isdir(cache_dir):
+        return
+    target = _cache_file(cache_dir, root)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=os.path.basename(target) + ".", dir=cache_dir)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({"split_dir": os.path.abspath(root), "fingerprint": fingerprint}, fh)
+        os.replace(tmp, target)
+    except OSError:
+        pass
