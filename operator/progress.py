@@ -21,6 +21,8 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Optional, Union
 
+from incv4.trainer import contract as M
+
 
 class ProgressError(RuntimeError):
     """Progress could not be read; the message is one line that says why."""
@@ -66,11 +68,12 @@ def _family_values(pages: Iterable[str]) -> dict:
     return out
 
 
-def _per_rank(values: dict, family: str, sample: Optional[str] = None) -> dict:
+def _per_rank(values: dict, metric: M.Metric, sample: Optional[str] = None) -> dict:
+    """{rank: value} of one metric (of one of its series, e.g. a histogram's `_sum`, when `sample` is given)."""
     out = {}
-    for labels, value, name in values.get(family, []):
-        if "rank" in labels and (sample is None or name == sample):
-            out[labels["rank"]] = out.get(labels["rank"], 0.0) + value
+    for labels, value, name in values.get(metric.family, []):
+        if M.RANK in labels and (sample is None or name == sample):
+            out[labels[M.RANK]] = out.get(labels[M.RANK], 0.0) + value
     return out
 
 
@@ -85,30 +88,30 @@ def from_metrics_text(text_or_texts: Union[str, Iterable[str]], previous: Option
     pages = [text_or_texts] if isinstance(text_or_texts, str) else list(text_or_texts)
     values = _family_values(pages)
     now = time.time() if now is None else now
-    step = _per_rank(values, "incv4_global_step")
-    if not step and not _per_rank(values, "incv4_build_info"):
+    step = _per_rank(values, M.GLOBAL_STEP)
+    if not step and not _per_rank(values, M.BUILD_INFO):
         raise ProgressError("no incv4 metrics on the page (is this a training pod's /metrics?)")
-    planned = _per_rank(values, "incv4_planned_steps")
-    epoch = _per_rank(values, "incv4_epoch")
-    loss = _per_rank(values, "incv4_loss")
-    last = _per_rank(values, "incv4_last_step_timestamp_seconds")
+    planned = _per_rank(values, M.PLANNED_STEPS)
+    epoch = _per_rank(values, M.EPOCH)
+    loss = _per_rank(values, M.LOSS)
+    last = _per_rank(values, M.LAST_STEP_TIMESTAMP)
     # the parser names counter families without `_total`, histogram ones without `_sum`/`_count`
-    steps = _per_rank(values, "incv4_steps", "incv4_steps_total")
-    samples = _per_rank(values, "incv4_samples", "incv4_samples_total")
-    wait = _per_rank(values, "incv4_data_wait_seconds", "incv4_data_wait_seconds_total")
-    step_sum = _per_rank(values, "incv4_step_duration_seconds", "incv4_step_duration_seconds_sum")
-    step_count = _per_rank(values, "incv4_step_duration_seconds", "incv4_step_duration_seconds_count")
-    ranks = set(_per_rank(values, "incv4_build_info")) | set(step)
-    world = [int(labels["world_size"]) for labels, _, _ in values.get("incv4_build_info", [])
-             if labels.get("world_size", "").isdigit()]
+    steps = _per_rank(values, M.STEPS, M.STEPS.name)
+    samples = _per_rank(values, M.SAMPLES, M.SAMPLES.name)
+    wait = _per_rank(values, M.DATA_WAIT, M.DATA_WAIT.name)
+    step_sum = _per_rank(values, M.STEP_DURATION, M.STEP_DURATION.sum)
+    step_count = _per_rank(values, M.STEP_DURATION, M.STEP_DURATION.count)
+    ranks = set(_per_rank(values, M.BUILD_INFO)) | set(step)
+    world = [int(labels[M.WORLD_SIZE]) for labels, _, _ in values.get(M.BUILD_INFO.family, [])
+             if labels.get(M.WORLD_SIZE, "").isdigit()]
 
     p = Progress(ranks=len(ranks), world_size=max(world) if world else None, read_at=now)
     p.step = int(max(step.values())) if step else None
     p.planned_steps = int(max(planned.values())) if planned else None
     p.epoch = int(max(epoch.values())) if epoch else None
     p.loss = _finite(loss["0"] if "0" in loss else (sum(loss.values()) / len(loss) if loss else None))
-    for topk in ("1", "5"):
-        acc = [v for labels, v, _ in values.get("incv4_eval_accuracy_ratio", []) if labels.get("topk") == topk]
+    for topk in (M.TOP1, M.TOP5):
+        acc = [v for labels, v, _ in values.get(M.EVAL_ACCURACY.family, []) if labels.get(M.TOPK) == topk]
         setattr(p, f"top{topk}", max(acc) if acc else None)
     p.last_step_age_seconds = max(0.0, now - max(last.values())) if last else None
     p.samples_total = sum(samples.values())
@@ -172,29 +175,29 @@ def from_prometheus(url: str, namespace: str, job: str, window: str = "5m", time
     series carry the labels the chart's PodMonitor sets: namespace, job_name)."""
     if not url.startswith(("http://", "https://")):
         raise ProgressError(f"--prometheus URL must start with http:// or https://, got {url!r}")
-    sel = f'namespace="{namespace}", job_name="{job}"'
+    sel = f'{M.NAMESPACE}="{namespace}", {M.JOB_NAME}="{job}"'
     q = lambda expr: _scalar(_query(url, expr, timeout))  # noqa: E731
-    step = q(f"max(incv4_global_step{{{sel}}})")
+    step = q(f"max({M.GLOBAL_STEP}{{{sel}}})")
     if step is None:
         raise ProgressError(f"Prometheus at {url} has no incv4 metrics for job {job!r} in namespace {namespace!r}")
     p = Progress(step=int(step))
-    planned = q(f"max(incv4_planned_steps{{{sel}}})")
+    planned = q(f"max({M.PLANNED_STEPS}{{{sel}}})")
     p.planned_steps = int(planned) if planned is not None else None
-    epoch = q(f"max(incv4_epoch{{{sel}}})")
+    epoch = q(f"max({M.EPOCH}{{{sel}}})")
     p.epoch = int(epoch) if epoch is not None else None
-    p.images_per_second = q(f"sum(rate(incv4_samples_total{{{sel}}}[{window}]))")
-    p.loss = q(f'avg(incv4_loss{{{sel}, rank="0"}})')
+    p.images_per_second = q(f"sum(rate({M.SAMPLES}{{{sel}}}[{window}]))")
+    p.loss = q(f'avg({M.LOSS}{{{sel}, {M.RANK}="0"}})')
     if p.loss is None:
-        p.loss = q(f"avg(incv4_loss{{{sel}}})")
-    for topk in ("1", "5"):
-        setattr(p, f"top{topk}", q(f'max(incv4_eval_accuracy_ratio{{{sel}, topk="{topk}"}})'))
-    p.eta_seconds = q(f"(max(incv4_planned_steps{{{sel}}}) - max(incv4_global_step{{{sel}}}))"
-                      f" / avg(rate(incv4_steps_total{{{sel}}}[{window}]) > 0)")
-    p.last_step_age_seconds = q(f"time() - max(incv4_last_step_timestamp_seconds{{{sel}}})")
-    ranks = _query(url, f"count(max by (rank) (incv4_build_info{{{sel}}}))", timeout)
+        p.loss = q(f"avg({M.LOSS}{{{sel}}})")
+    for topk in (M.TOP1, M.TOP5):
+        setattr(p, f"top{topk}", q(f'max({M.EVAL_ACCURACY}{{{sel}, {M.TOPK}="{topk}"}})'))
+    p.eta_seconds = q(f"(max({M.PLANNED_STEPS}{{{sel}}}) - max({M.GLOBAL_STEP}{{{sel}}}))"
+                      f" / avg(rate({M.STEPS}{{{sel}}}[{window}]) > 0)")
+    p.last_step_age_seconds = q(f"time() - max({M.LAST_STEP_TIMESTAMP}{{{sel}}})")
+    ranks = _query(url, f"count(max by ({M.RANK}) ({M.BUILD_INFO}{{{sel}}}))", timeout)
     p.ranks = int(float(ranks[0]["value"][1])) if ranks else 0
-    world = [r["metric"].get("world_size", "") for r in _query(url, f"max by (world_size) (incv4_build_info{{{sel}}})",
-                                                                timeout)]
+    world = [r["metric"].get(M.WORLD_SIZE, "") for r in _query(
+        url, f"max by ({M.WORLD_SIZE}) ({M.BUILD_INFO}{{{sel}}})", timeout)]
     p.world_size = max((int(w) for w in world if w.isdigit()), default=None)
-    p.samples_total = q(f"sum(incv4_samples_total{{{sel}}})") or 0.0
+    p.samples_total = q(f"sum({M.SAMPLES}{{{sel}}})") or 0.0
     return p

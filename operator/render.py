@@ -6,15 +6,16 @@ key order and names deterministic and change both sides together.
 
 What the rendered Job does, and why:
 - Gang scheduling: minAvailable = nodes, so Volcano starts all pods or none (a partial ring would hang in HCCL).
-- One task `worker` with replicas = nodes; plugins `svc` (a headless Service + hostfiles, publishing not-ready
-  addresses so peers resolve each other before readiness) and `env` (VC_TASK_INDEX per pod); `incv4 launch` reads
-  both to form MindSpore's cluster.
-- Policies, first match wins in Volcano's controller: the trainer's permanent exit codes (2 usage, 4 diverged; see
-  incv4.trainer.contract) abort the job instead of restarting it; any other pod failure or eviction restarts the
+- One task (contract.TASK_NAME) with replicas = nodes; plugins `svc` (a headless Service + hostfiles, publishing
+  not-ready addresses so peers resolve each other before readiness) and `env` (VC_TASK_INDEX per pod); `incv4 launch`
+  reads both to form MindSpore's cluster.
+- Policies, first match wins in Volcano's controller: the trainer's permanent exit codes (contract.PERMANENT: a
+  usage error, a diverged run) abort the job instead of restarting it; any other pod failure or eviction restarts the
   whole job (auto-resume continues from the last checkpoint), up to maxRetry; the task completing completes the job.
 - One pod per node (anti-affinity on volcano.sh/job-name): each pod owns all of its node's NPUs it asks for.
-- terminationGracePeriodSeconds (60 by default) outlasts the 30 s `incv4 launch` gives its workers after SIGTERM to
-  save a checkpoint; Kubernetes' default of 30 s would SIGKILL the pod just as that grace ends.
+- terminationGracePeriodSeconds outlasts the grace `incv4 launch` gives its workers after SIGTERM to save a
+  checkpoint (contract.LAUNCH_GRACE_PERIOD); Kubernetes' default of 30 s would SIGKILL the pod just as that grace
+  ends.
 - Least privilege: not privileged, no privilege escalation, all capabilities dropped, read-only root filesystem,
   non-root user, RuntimeDefault seccomp, no service-account token. The Ascend device plugin allocates the chips and
   the container runtime (Ascend Docker Runtime) mounts /dev/davinci*, /dev/davinci_manager, /dev/devmm_svm and
@@ -27,7 +28,6 @@ from typing import Optional
 
 from incv4.operator.spec import JobSpec
 from incv4.trainer import contract
-from incv4.trainer.contract import METRICS_PORT_NAME, TASK_NAME
 
 API_VERSION = "batch.volcano.sh/v1alpha1"
 CONTAINER_NAME = "trainer"
@@ -42,7 +42,6 @@ VOLCANO_JOB_NAME_LABEL = "volcano.sh/job-name"  # Volcano puts it on every pod o
 ASCEND_POD_LABEL = "ring-controller.atlas"
 ASCEND_NODE_LABEL = "accelerator-type"
 PERMANENT_EXIT_ACTION = "AbortJob"
-LAUNCH_DEFAULT_LOCAL_WORKERS = 8  # `incv4 launch --local-workers` default (incv4.trainer.launcher.launch)
 
 
 def configmap_name(spec: JobSpec) -> str:
@@ -70,8 +69,8 @@ def launch_command(spec: JobSpec) -> list:
         cmd += ["--set", override]
     # Last, so a user's --set cannot point checkpoints away from the mounted volume.
     cmd += ["--set", f"ckpt_save_dir={CKPT_MOUNT}", "--metrics-port", str(spec.metrics_port)]
-    if spec.npus != LAUNCH_DEFAULT_LOCAL_WORKERS:
-        # One worker process per NPU; the launcher's default is a full 8-NPU node.
+    if spec.npus != contract.DEFAULT_LOCAL_WORKERS:
+        # One worker process per NPU; the launcher's default is a full node's.
         cmd += ["--local-workers", str(spec.npus)]
     return cmd
 
@@ -153,7 +152,7 @@ def _container(spec: JobSpec, mounts: list) -> dict:
         "command": launch_command(spec),
         "workingDir": SCRATCH_MOUNT,
         "env": _env(spec),
-        "ports": [{"name": METRICS_PORT_NAME, "containerPort": spec.metrics_port, "protocol": "TCP"}],
+        "ports": [{"name": contract.METRICS_PORT_NAME, "containerPort": spec.metrics_port, "protocol": "TCP"}],
     }
     resources = _resources(spec)
     if resources:
@@ -188,7 +187,7 @@ def _pod_spec(spec: JobSpec) -> dict:
     volumes, mounts = _volumes_and_mounts(spec)
     pod: dict = {
         "restartPolicy": "Never",  # Volcano's policies decide restarts, for the whole gang at once
-        # Longer than the launcher's grace for workers to save a checkpoint after SIGTERM (spec.LAUNCH_GRACE_PERIOD).
+        # Longer than the launcher's grace for workers to save a checkpoint after SIGTERM (contract.LAUNCH_GRACE_PERIOD)
         "terminationGracePeriodSeconds": spec.termination_grace_period,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
@@ -232,7 +231,7 @@ def render_job(spec: JobSpec, recipe_text: str = "") -> dict:
     job_spec["policies"] = _policies()
     job_spec["plugins"] = {"env": [], "svc": ["--publish-not-ready-addresses"]}
     job_spec["tasks"] = [{
-        "name": TASK_NAME,
+        "name": contract.TASK_NAME,
         "replicas": spec.nodes,
         "policies": [{"event": "TaskCompleted", "action": "CompleteJob"}],
         "template": {

@@ -2,17 +2,10 @@
 
     python -m incv4.operator.monitoring.dashboard > charts/incv4/files/incv4-dashboard.json
 
-Label scheme the queries assume (the chart's PodMonitor must produce it):
-- `namespace` and `pod`: the Prometheus Operator's PodMonitor adds them to every target by default;
-- `job_name`: the Volcano job name, relabelled from the pod label `volcano.sh/job-name`:
-      relabelings:
-      - sourceLabels: [__meta_kubernetes_pod_label_volcano_sh_job_name]
-        targetLabel: job_name
-  (`job` is Prometheus' own scrape-job label, so the run's name needs a label of its own);
-- `rank`: set by the trainer on every worker series (trainer/metrics.py).
-NPU panels read Ascend npu-exporter's `npu_chip_info_*` series, which name the pod using a chip in `pod_name`; they
-are matched to this run's pods by name only (npu-exporter's own `namespace` label may be renamed `exported_namespace`
-depending on how it is scraped).
+Metric and label names come from incv4.trainer.contract. The queries select a run by the labels the chart's
+PodMonitor puts on every series (contract.RUN_LABELS: `namespace`, added by the Prometheus Operator, and `job_name`,
+relabelled from the pod label volcano.sh/job-name) and narrow it by `pod` and the trainer's `rank`. NPU panels read
+Ascend npu-exporter's series (operator/monitoring/exporters.py), matched to the run's pods by pod name.
 """
 from __future__ import annotations
 
@@ -20,12 +13,24 @@ import json
 import re
 import sys
 
-RUN_LABELS = ("namespace", "job_name")
-RUN = 'namespace="$namespace", job_name="$job"'
-SEL = RUN + ', pod=~"$pod", rank=~"$rank"'
-NPU = 'pod_name=~"$pod"'
+from incv4.operator.monitoring import exporters as X
+from incv4.trainer import contract as M
+
+RUN = f'{M.NAMESPACE}="$namespace", {M.JOB_NAME}="$job"'
+SEL = f'{RUN}, {M.POD}=~"$pod", {M.RANK}=~"$rank"'
+NPU = f'{X.NPU_POD}=~"$pod"'
 DS = {"type": "prometheus", "uid": "${datasource}"}
 RATE = "$__rate_interval"
+
+
+def _show(label: str) -> str:
+    """A label's value in a legend."""
+    return "{{" + label + "}}"
+
+
+RANK_LEGEND = f"rank {_show(M.RANK)}"
+TOPK_LEGEND = f"top-{_show(M.TOPK)}"
+CHIP_LEGEND = f"{_show(X.NPU_POD)} npu {_show(X.NPU_ID)}"
 
 
 class _Layout:
@@ -85,102 +90,118 @@ def timeseries(title, queries, unit="none", description=""):
 
 def _quantile(q, by=""):
     group = f"{by}, le" if by else "le"
-    return f"histogram_quantile({q}, sum by ({group}) (rate(incv4_step_duration_seconds_bucket{{{SEL}}}[{RATE}])))"
+    return f"histogram_quantile({q}, sum by ({group}) (rate({M.STEP_DURATION.bucket}{{{SEL}}}[{RATE}])))"
 
 
 def _green_then(*steps):
     return [{"color": "green", "value": None}] + [{"color": c, "value": v} for v, c in steps]
 
 
+def _progress_row():
+    return [
+        (stat("Progress", [(f"max({M.GLOBAL_STEP}{{{RUN}}}) / max({M.PLANNED_STEPS}{{{RUN}}})", "done")],
+              unit="percentunit", decimals=1, description="Global step over the steps the run plans."), 4, 4),
+        (stat("Step", [(f"max({M.GLOBAL_STEP}{{{RUN}}})", "step"),
+                       (f"max({M.PLANNED_STEPS}{{{RUN}}})", "planned")]), 4, 4),
+        (stat("Epoch", [(f"max({M.EPOCH}{{{RUN}}})", "epoch")]), 2, 4),
+        (stat("ETA", [(f"(max({M.PLANNED_STEPS}{{{RUN}}}) - max({M.GLOBAL_STEP}{{{RUN}}}))"
+                       f" / avg(rate({M.STEPS}{{{RUN}}}[5m]))", "eta")],
+              unit="s", description="Remaining steps at the last 5 minutes' step rate."), 3, 4),
+        (stat("Images/s", [(f"sum(rate({M.SAMPLES}{{{RUN}}}[5m]))", "img/s")], decimals=1,
+              description="All ranks together, last 5 minutes."), 3, 4),
+        (stat("Accuracy", [(f"max by ({M.TOPK}) ({M.EVAL_ACCURACY}{{{RUN}}})", TOPK_LEGEND)],
+              unit="percentunit", decimals=2, description="Last validation: top-1 and top-5."), 4, 4),
+        (stat("Since last step", [(f"time() - max({M.LAST_STEP_TIMESTAMP}{{{RUN}}})", "age")],
+              unit="s", thresholds=_green_then((300, "orange"), (600, "red")),
+              description="Heartbeat: seconds since any rank finished a step."), 2, 4),
+        (stat("Checkpoint age", [(f"time() - max({M.CHECKPOINT_LAST_SUCCESS}{{{RUN}}})", "age")],
+              unit="s", thresholds=_green_then((3600, "orange"), (7200, "red")),
+              description="Seconds since the last successful checkpoint."), 2, 4),
+        (stat("Graph compile", [(f"max({M.GRAPH_COMPILE}{{{RUN}}})", "compile")], unit="s",
+              description="Graph build and compile before the first step (slowest rank)."), 4, 4),
+        ({"type": "table", "title": "Run", "datasource": DS, "description": "What the ranks run.",
+          "targets": [dict(t, format="table", instant=True) for t in _targets([(
+              f"count by ({', '.join(M.BUILD_INFO_LABELS)}) ({M.BUILD_INFO}{{{RUN}}})", "")])],
+          "fieldConfig": {"defaults": {}, "overrides": []},
+          "transformations": [{"id": "organize", "options": {"excludeByName": {"Time": True},
+                                                             "renameByName": {"Value": "ranks"}}}]}, 20, 4),
+    ]
+
+
+def _speed_row():
+    mean = (f"sum(rate({M.STEP_DURATION.sum}{{{SEL}}}[{RATE}]))"
+            f" / sum(rate({M.STEP_DURATION.count}{{{SEL}}}[{RATE}]))")
+    wait = f"sum by ({M.RANK}) (rate({M.DATA_WAIT}{{{SEL}}}[{RATE}]))"
+    compute = f"sum by ({M.RANK}) (rate({M.STEP_DURATION.sum}{{{SEL}}}[{RATE}]))"
+    return [
+        (timeseries("Step time", [(_quantile(0.5), "p50"), (_quantile(0.9), "p90"), (_quantile(0.99), "p99"),
+                                  (mean, "mean")],
+                    unit="s", description="Seconds per step over the selected ranks "
+                                          "(input wait excluded: see data-wait share)."), 8, 8),
+        (timeseries("Step time p90 by rank (stragglers)", [(_quantile(0.9, by=M.RANK), RANK_LEGEND)],
+                    unit="s", description="With a synchronous all-reduce a slow rank slows all of them; "
+                                          "compare data-wait per rank too."), 8, 8),
+        (timeseries("Throughput", [(f"sum(rate({M.SAMPLES}{{{SEL}}}[{RATE}]))", "all ranks"),
+                                   (f"sum by ({M.POD}) (rate({M.SAMPLES}{{{SEL}}}[{RATE}]))", _show(M.POD))],
+                    unit="none", description="Training images per second."), 8, 8),
+        (timeseries("Data-wait share by rank", [(f"{wait} / ({wait} + {compute})", RANK_LEGEND)], unit="percentunit",
+                    description="Share of step time spent waiting for input: high means input bound."), 12, 8),
+        (timeseries("Steps per second by rank",
+                    [(f"sum by ({M.RANK}) (rate({M.STEPS}{{{SEL}}}[{RATE}]))", RANK_LEGEND)]), 12, 8),
+    ]
+
+
+def _quality_row():
+    checkpoint_mean = f"max({M.CHECKPOINT_DURATION.sum}{{{SEL}}} / {M.CHECKPOINT_DURATION.count}{{{SEL}}})"
+    return [
+        (timeseries("Loss", [(f"max by ({M.RANK}) ({M.LOSS}{{{SEL}}})", RANK_LEGEND)]), 8, 8),
+        (timeseries("Learning rate", [(f"max({M.LEARNING_RATE}{{{SEL}}})", "lr")]), 8, 8),
+        (timeseries("Validation accuracy", [(f"max by ({M.TOPK}) ({M.EVAL_ACCURACY}{{{SEL}}})", TOPK_LEGEND)],
+                    unit="percentunit"), 8, 8),
+        (timeseries("Non-finite losses", [(
+            f"sum by ({M.RANK}) (increase({M.NONFINITE_LOSS_STEPS}{{{SEL}}}[{RATE}]))", RANK_LEGEND)],
+            description="Steps skipped for a NaN/inf loss; too many in a row end the run as DIVERGED."), 8, 8),
+        (timeseries("Checkpoint duration (mean)", [(checkpoint_mean, "seconds")], unit="s"), 8, 8),
+        (timeseries("Checkpoint failures", [(
+            f"sum by ({M.RANK}) ({M.CHECKPOINT_FAILURES}{{{SEL}}})", RANK_LEGEND)]), 8, 8),
+    ]
+
+
+def _npu_row():
+    return [
+        (timeseries("NPU utilization", [(f"{X.NPU_UTILIZATION}{{{NPU}}}", CHIP_LEGEND)], unit="percent"), 8, 8),
+        (timeseries("HBM used", [(f"{X.NPU_HBM_USED}{{{NPU}}}", CHIP_LEGEND)], unit="decmbytes"), 8, 8),
+        (timeseries("NPU health (1 = healthy)", [(
+            f"min by ({X.NPU_POD}, {X.NPU_ID}) ({X.NPU_HEALTH}{{{NPU}}})", CHIP_LEGEND)]), 8, 8),
+        (timeseries("NPU temperature", [(f"{X.NPU_TEMPERATURE}{{{NPU}}}", CHIP_LEGEND)], unit="celsius"), 12, 8),
+        (timeseries("NPU power", [(f"{X.NPU_POWER}{{{NPU}}}", CHIP_LEGEND)], unit="watt"), 12, 8),
+    ]
+
+
+def _restarts_row():
+    reasons = (f"{M.EXIT_REASONS[M.OK]}, {M.EXIT_REASONS[M.FAILURE]} (retryable), "
+               f"{M.EXIT_REASONS[M.USAGE]}/{M.EXIT_REASONS[M.DIVERGED]} (permanent), "
+               f"{M.EXIT_REASONS[M.PEER_TIMEOUT]}, {M.EXIT_REASONS[M.TERMINATED]}, {M.SIGNAL_REASON}.")
+    return [
+        (timeseries("Worker restarts (launcher)", [(
+            f"sum by ({M.RANK}) ({M.WORKER_RESTARTS}{{{SEL}}})", RANK_LEGEND)],
+            description="Restarts of worker processes inside each pod since the pod started."), 8, 8),
+        (timeseries("Worker exits by reason", [(
+            f"sum by ({M.REASON}) ({M.WORKER_EXITS}{{{SEL}}})", _show(M.REASON))], description=reasons), 8, 8),
+        (timeseries("Pod container restarts (kube-state-metrics)", [(
+            f'sum by ({M.POD}) ({X.CONTAINER_RESTARTS}{{{M.NAMESPACE}="$namespace", {M.POD}=~"$pod"}})',
+            _show(M.POD))]), 8, 8),
+    ]
+
+
 def panels():
+    """Every panel, row by row, placed on Grafana's grid."""
     g = _Layout()
-
-    g.row("Progress")
-    g.add(stat("Progress", [(f"max(incv4_global_step{{{RUN}}}) / max(incv4_planned_steps{{{RUN}}})", "done")],
-               unit="percentunit", decimals=1, description="Global step over the steps the run plans."), 4, 4)
-    g.add(stat("Step", [(f"max(incv4_global_step{{{RUN}}})", "step"),
-                        (f"max(incv4_planned_steps{{{RUN}}})", "planned")]), 4, 4)
-    g.add(stat("Epoch", [(f"max(incv4_epoch{{{RUN}}})", "epoch")]), 2, 4)
-    g.add(stat("ETA", [(f"(max(incv4_planned_steps{{{RUN}}}) - max(incv4_global_step{{{RUN}}}))"
-                        f" / avg(rate(incv4_steps_total{{{RUN}}}[5m]))", "eta")],
-               unit="s", description="Remaining steps at the last 5 minutes' step rate."), 3, 4)
-    g.add(stat("Images/s", [(f"sum(rate(incv4_samples_total{{{RUN}}}[5m]))", "img/s")], decimals=1,
-               description="All ranks together, last 5 minutes."), 3, 4)
-    g.add(stat("Accuracy", [(f"max by (topk) (incv4_eval_accuracy_ratio{{{RUN}}})", "top-{{topk}}")],
-               unit="percentunit", decimals=2, description="Last validation: top-1 and top-5."), 4, 4)
-    g.add(stat("Since last step", [(f"time() - max(incv4_last_step_timestamp_seconds{{{RUN}}})", "age")],
-               unit="s", thresholds=_green_then((300, "orange"), (600, "red")),
-               description="Heartbeat: seconds since any rank finished a step."), 2, 4)
-    g.add(stat("Checkpoint age",
-               [(f"time() - max(incv4_checkpoint_last_success_timestamp_seconds{{{RUN}}})", "age")],
-               unit="s", thresholds=_green_then((3600, "orange"), (7200, "red")),
-               description="Seconds since the last successful checkpoint."), 2, 4)
-    g.add(stat("Graph compile", [(f"max(incv4_graph_compile_seconds{{{RUN}}})", "compile")], unit="s",
-               description="Graph build and compile before the first step (slowest rank)."), 4, 4)
-    g.add({"type": "table", "title": "Run", "datasource": DS, "description": "What the ranks run.",
-           "targets": [dict(t, format="table", instant=True) for t in _targets([(
-               f"count by (model, mindspore_version, world_size, batch_size, recipe) (incv4_build_info{{{RUN}}})",
-               "")])],
-           "fieldConfig": {"defaults": {}, "overrides": []},
-           "transformations": [{"id": "organize", "options": {"excludeByName": {"Time": True},
-                                                              "renameByName": {"Value": "ranks"}}}]}, 20, 4)
-
-    g.row("Speed")
-    g.add(timeseries("Step time", [(_quantile(0.5), "p50"), (_quantile(0.9), "p90"), (_quantile(0.99), "p99"),
-                                   (f"sum(rate(incv4_step_duration_seconds_sum{{{SEL}}}[{RATE}]))"
-                                    f" / sum(rate(incv4_step_duration_seconds_count{{{SEL}}}[{RATE}]))", "mean")],
-                     unit="s", description="Seconds per step over the selected ranks "
-                                           "(input wait excluded: see data-wait share)."), 8, 8)
-    g.add(timeseries("Step time p90 by rank (stragglers)", [(_quantile(0.9, by="rank"), "rank {{rank}}")],
-                     unit="s", description="With a synchronous all-reduce a slow rank slows all of them; "
-                                           "compare data-wait per rank too."), 8, 8)
-    g.add(timeseries("Throughput", [(f"sum(rate(incv4_samples_total{{{SEL}}}[{RATE}]))", "all ranks"),
-                                    (f"sum by (pod) (rate(incv4_samples_total{{{SEL}}}[{RATE}]))", "{{pod}}")],
-                     unit="none", description="Training images per second."), 8, 8)
-    wait = f"sum by (rank) (rate(incv4_data_wait_seconds_total{{{SEL}}}[{RATE}]))"
-    compute = f"sum by (rank) (rate(incv4_step_duration_seconds_sum{{{SEL}}}[{RATE}]))"
-    g.add(timeseries("Data-wait share by rank", [(f"{wait} / ({wait} + {compute})", "rank {{rank}}")],
-        unit="percentunit", description="Share of step time spent waiting for input: high means input bound."),
-        12, 8)
-    g.add(timeseries("Steps per second by rank",
-                     [(f"sum by (rank) (rate(incv4_steps_total{{{SEL}}}[{RATE}]))", "rank {{rank}}")]), 12, 8)
-
-    g.row("Quality")
-    g.add(timeseries("Loss", [(f"max by (rank) (incv4_loss{{{SEL}}})", "rank {{rank}}")]), 8, 8)
-    g.add(timeseries("Learning rate", [(f"max(incv4_learning_rate{{{SEL}}})", "lr")]), 8, 8)
-    g.add(timeseries("Validation accuracy", [(f"max by (topk) (incv4_eval_accuracy_ratio{{{SEL}}})",
-                                              "top-{{topk}}")], unit="percentunit"), 8, 8)
-    g.add(timeseries("Non-finite losses", [(
-        f"sum by (rank) (increase(incv4_nonfinite_loss_steps_total{{{SEL}}}[{RATE}]))", "rank {{rank}}")],
-        description="Steps skipped for a NaN/inf loss; too many in a row end the run as DIVERGED."), 8, 8)
-    g.add(timeseries("Checkpoint duration (mean)", [(
-        f"max(incv4_checkpoint_duration_seconds_sum{{{SEL}}} / incv4_checkpoint_duration_seconds_count{{{SEL}}})",
-        "seconds")], unit="s"), 8, 8)
-    g.add(timeseries("Checkpoint failures", [(
-        f"sum by (rank) (incv4_checkpoint_failures_total{{{SEL}}})", "rank {{rank}}")]), 8, 8)
-
-    g.row("NPUs (Ascend npu-exporter)")
-    g.add(timeseries("NPU utilization", [(f"npu_chip_info_utilization{{{NPU}}}", "{{pod_name}} npu {{id}}")],
-                     unit="percent"), 8, 8)
-    g.add(timeseries("HBM used", [(f"npu_chip_info_hbm_used_memory{{{NPU}}}", "{{pod_name}} npu {{id}}")],
-                     unit="decmbytes"), 8, 8)
-    g.add(timeseries("NPU health (1 = healthy)", [(
-        f"min by (pod_name, id) (npu_chip_info_health_status{{{NPU}}})", "{{pod_name}} npu {{id}}")]), 8, 8)
-    g.add(timeseries("NPU temperature", [(f"npu_chip_info_temperature{{{NPU}}}", "{{pod_name}} npu {{id}}")],
-                     unit="celsius"), 12, 8)
-    g.add(timeseries("NPU power", [(f"npu_chip_info_power{{{NPU}}}", "{{pod_name}} npu {{id}}")],
-                     unit="watt"), 12, 8)
-
-    g.row("Restarts")
-    g.add(timeseries("Worker restarts (launcher)", [(
-        f"sum by (rank) (incv4_worker_restarts_total{{{SEL}}})", "rank {{rank}}")],
-        description="Restarts of worker processes inside each pod since the pod started."), 8, 8)
-    g.add(timeseries("Worker exits by reason", [(
-        f"sum by (reason) (incv4_worker_exits_total{{{SEL}}})", "{{reason}}")],
-        description="ok, failure (retryable), usage/diverged (permanent), peer_timeout, terminated, signal."), 8, 8)
-    g.add(timeseries("Pod container restarts (kube-state-metrics)", [(
-        'sum by (pod) (kube_pod_container_status_restarts_total{namespace="$namespace", pod=~"$pod"})', "{{pod}}")]),
-        8, 8)
+    for title, row in (("Progress", _progress_row()), ("Speed", _speed_row()), ("Quality", _quality_row()),
+                       ("NPUs (Ascend npu-exporter)", _npu_row()), ("Restarts", _restarts_row())):
+        g.row(title)
+        for panel, w, h in row:
+            g.add(panel, w, h)
     return g.panels
 
 
@@ -210,12 +231,13 @@ def build() -> dict:
         "templating": {"list": [
             {"type": "datasource", "name": "datasource", "label": "Data source", "query": "prometheus",
              "current": {}, "hide": 0, "refresh": 1},
-            # label_values over incv4_build_info: every run that reported within the time range stays listed,
+            # label_values over the build info: every run that reported within the time range stays listed,
             # finished ones included.
-            _query_var("namespace", "Namespace", "label_values(incv4_build_info, namespace)"),
-            _query_var("job", "Job", 'label_values(incv4_build_info{namespace="$namespace"}, job_name)'),
-            _query_var("pod", "Pod", f"label_values(incv4_build_info{{{RUN}}}, pod)", multi=True),
-            _query_var("rank", "Rank", f'label_values(incv4_build_info{{{RUN}, pod=~"$pod"}}, rank)', multi=True),
+            _query_var("namespace", "Namespace", f"label_values({M.BUILD_INFO}, {M.NAMESPACE})"),
+            _query_var("job", "Job", f'label_values({M.BUILD_INFO}{{{M.NAMESPACE}="$namespace"}}, {M.JOB_NAME})'),
+            _query_var("pod", "Pod", f"label_values({M.BUILD_INFO}{{{RUN}}}, {M.POD})", multi=True),
+            _query_var("rank", "Rank", f'label_values({M.BUILD_INFO}{{{RUN}, {M.POD}=~"$pod"}}, {M.RANK})',
+                       multi=True),
         ]},
         "panels": panels(),
     }

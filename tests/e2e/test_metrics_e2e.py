@@ -1,11 +1,11 @@
-"""Issue 5 acceptance 1, end to end: a real Prometheus server (started here from /usr/bin/prometheus on a loopback
+"""End to end: a real Prometheus server (started here from /usr/bin/prometheus on a loopback
 port, with a generated scrape config carrying the labels the chart's PodMonitor sets) scrapes the launcher of a
 real 2-worker CPU training run (InceptionV4, MindSpore's collectives). Afterwards, every dashboard query over incv4's
 metrics returns data through Prometheus' HTTP API, the queries over other exporters' series are accepted, the alert
 rules evaluate, and the recorded step counter equals the steps each rank logged.
 
 Heavy (2 MindSpore workers + scheduler, a few minutes): run it alone,
-`flock /tmp/incv4-heavy.lock pytest -m e2e tests/test_metrics_e2e.py`.
+`flock /tmp/incv4-heavy.lock pytest -m e2e tests/e2e/test_metrics_e2e.py`.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import urllib.request
 import pytest
 
 from incv4.operator.monitoring import dashboard
-from test_dashboard import check_dashboard
+from monitoring_checks import check_dashboard
 from prometheus_server import PrometheusServer, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("prometheus") is None,

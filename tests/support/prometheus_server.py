@@ -1,7 +1,6 @@
 """Helper (no tests here): a real Prometheus server (Debian's /usr/bin/prometheus) started on a loopback port with a
-generated scrape config, queried through its HTTP API, stopped by the test. Used by tests/test_dashboard.py,
-tests/test_progress.py and tests/test_metrics_e2e.py. Not named test_*.py, so pytest does not collect it as an
-(empty) test module."""
+generated scrape config, queried through its HTTP API, stopped by the test. Used by the dashboard, progress and
+metrics e2e tests. Not named test_*.py, so pytest does not collect it as an (empty) test module."""
 from __future__ import annotations
 
 import json

@@ -11,16 +11,16 @@ One HTTP endpoint per pod, served by the LAUNCHER (it outlives its workers), car
 Without PROMETHEUS_MULTIPROC_DIR (`incv4 train --metrics-port N` alone) the same metrics live in this process and
 `serve` exposes them directly.
 
-Multiprocess semantics chosen here (issue 5, acceptance 3):
+Multiprocess semantics chosen here:
 - counters and histograms are summed over every file in the directory, the files of dead workers included, so a
   worker exiting or restarting never makes a counter go back;
 - per-rank gauges use mode 'mostrecent': the newest value written for a rank wins, whichever process wrote it, so
   after a restart the last known loss/step stays visible until the new process reports;
 - no 'live*' gauge is used, so `mark_process_dead` has nothing to do and is never needed.
 
-Names: `incv4_` prefix, base units (seconds, ratios), `_total` on counters, label `rank` (the global rank) on every
-worker series; never step or epoch as a label. The launcher relabels nothing: the pod's identity (namespace, pod,
-Volcano job name) is added by the PodMonitor, see charts/incv4 and trainer/dashboard.py.
+Every name, help text and label comes from the metric table in incv4.trainer.contract (the dashboard, the alerts and
+`incv4 status` query the same table); `rank` (the global rank) is on every worker series. The launcher relabels
+nothing: the pod's identity (namespace, pod, Volcano job name) is added by the PodMonitor, see charts/incv4.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ import threading
 import time
 from typing import Iterable, Mapping, Optional
 
-from incv4.trainer import contract
+from incv4.trainer import contract as M
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -39,59 +39,14 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 STEP_BUCKETS = (0.02, 0.04, 0.06, 0.07, 0.08, 0.09, 0.1, 0.125, 0.15, 0.2, 0.3, 0.5, 0.75,
                 1.0, 1.5, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
 CHECKPOINT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
-
-# The build-info labels, in order. The trainer passes them as a mapping; missing ones are exported as "".
-BUILD_INFO_LABELS = ("model", "mindspore_version", "world_size", "batch_size", "recipe")
-
-# Classes of worker exit codes (label `reason` of incv4_worker_exits_total): a bounded set, never the raw code.
-EXIT_REASONS = {
-    contract.OK: "ok",
-    contract.FAILURE: "failure",
-    contract.USAGE: "usage",
-    contract.PEER_TIMEOUT: "peer_timeout",
-    contract.DIVERGED: "diverged",
-    contract.TERMINATED: "terminated",
-}
-ALL_EXIT_REASONS = tuple(EXIT_REASONS.values()) + ("signal", "other")
-
-# Every metric name this module exports (the dashboard and alert tests check their queries against this).
-METRIC_NAMES = (
-    "incv4_build_info",
-    "incv4_step_duration_seconds",
-    "incv4_steps_total",
-    "incv4_samples_total",
-    "incv4_data_wait_seconds_total",
-    "incv4_loss",
-    "incv4_learning_rate",
-    "incv4_eval_accuracy_ratio",
-    "incv4_global_step",
-    "incv4_epoch",
-    "incv4_planned_steps",
-    "incv4_steps_per_epoch",
-    "incv4_last_step_timestamp_seconds",
-    "incv4_graph_compile_seconds",
-    "incv4_checkpoint_last_success_timestamp_seconds",
-    "incv4_checkpoint_duration_seconds",
-    "incv4_checkpoint_failures_total",
-    "incv4_nonfinite_loss_steps_total",
-    "incv4_worker_exits_total",
-    "incv4_worker_restarts_total",
-)
-
-
-def family_name(sample_name: str) -> str:
-    """The metric family a sample or series name belongs to (histogram suffixes removed)."""
-    for suffix in ("_bucket", "_count", "_sum"):
-        if sample_name.endswith(suffix) and sample_name[: -len(suffix)] in METRIC_NAMES:
-            return sample_name[: -len(suffix)]
-    return sample_name
+BUCKETS = {M.STEP_DURATION: STEP_BUCKETS, M.CHECKPOINT_DURATION: CHECKPOINT_BUCKETS}
 
 
 def exit_reason(exit_code: int) -> str:
     """The `reason` label for a worker's exit code (negative = killed by that signal, as subprocess reports it)."""
     if exit_code < 0:
-        return "signal"
-    return EXIT_REASONS.get(exit_code, "other")
+        return M.SIGNAL_REASON
+    return M.EXIT_REASONS.get(exit_code, M.OTHER_REASON)
 
 
 def prepare_multiprocess_dir(path: str) -> str:
@@ -125,7 +80,8 @@ def _use_multiprocess_values_if_configured() -> None:
 
 
 class _Families:
-    """The metric families of one process, created once (a registry refuses duplicates)."""
+    """The metric families a worker reports (contract.METRICS not `by_launcher`), created once per process (a
+    registry refuses duplicates). `child(metric, *labels)` is one labelled series."""
 
     _instance: Optional["_Families"] = None
     _lock = threading.Lock()
@@ -139,45 +95,25 @@ class _Families:
             return cls._instance
 
     def __init__(self):
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from prometheus_client import CollectorRegistry
 
         self.registry = CollectorRegistry(auto_describe=True)
-        r = ("rank",)
-        reg = self.registry
+        self._families = {metric: _create(metric, self.registry)
+                          for metric in M.METRICS if not metric.by_launcher}
 
-        def gauge(name, doc, labels=r):
-            return Gauge(name, doc, labels, registry=reg, multiprocess_mode="mostrecent")
+    def child(self, metric: M.Metric, *labels: str):
+        return self._families[metric].labels(*labels)
 
-        self.build_info = gauge("incv4_build_info", "Constant 1, labelled with what this rank runs.",
-                                r + BUILD_INFO_LABELS)
-        self.step_duration = Histogram("incv4_step_duration_seconds",
-                                       "Seconds per training step, from handing the batch to the network to "
-                                       "the loss being ready (input wait excluded, compile step excluded).",
-                                       r, registry=reg, buckets=STEP_BUCKETS)
-        self.steps = Counter("incv4_steps", "Training steps this rank finished.", r, registry=reg)
-        self.samples = Counter("incv4_samples", "Training images this rank processed.", r, registry=reg)
-        self.data_wait = Counter("incv4_data_wait_seconds", "Seconds this rank waited for input batches.",
-                                 r, registry=reg)
-        self.loss = gauge("incv4_loss", "Training loss of the last step.")
-        self.lr = gauge("incv4_learning_rate", "Learning rate of the last step.")
-        self.accuracy = gauge("incv4_eval_accuracy_ratio", "Validation accuracy (0-1) of the last evaluation.",
-                              r + ("topk",))
-        self.global_step = gauge("incv4_global_step", "Global step reached (steps done since the run began).")
-        self.epoch = gauge("incv4_epoch", "Epoch in progress (1-based).")
-        self.planned_steps = gauge("incv4_planned_steps", "Total steps the run plans to do.")
-        self.steps_per_epoch = gauge("incv4_steps_per_epoch", "Steps in one epoch.")
-        self.last_step = gauge("incv4_last_step_timestamp_seconds", "Unix time of the last finished step.")
-        self.compile_seconds = gauge("incv4_graph_compile_seconds",
-                                     "Seconds spent building and compiling the graph before the first step.")
-        self.checkpoint_last_success = gauge("incv4_checkpoint_last_success_timestamp_seconds",
-                                             "Unix time of the last checkpoint saved successfully.")
-        self.checkpoint_duration = Histogram("incv4_checkpoint_duration_seconds",
-                                             "Seconds taken to write a checkpoint.", r, registry=reg,
-                                             buckets=CHECKPOINT_BUCKETS)
-        self.checkpoint_failures = Counter("incv4_checkpoint_failures", "Checkpoint saves that failed.",
-                                           r, registry=reg)
-        self.nonfinite = Counter("incv4_nonfinite_loss_steps", "Steps whose loss was NaN or infinite.",
-                                 r, registry=reg)
+
+def _create(metric: M.Metric, registry):
+    """A prometheus_client family for `metric`. Gauges use multiprocess mode 'mostrecent' (see the module doc)."""
+    from prometheus_client import Counter, Gauge, Histogram
+
+    if metric.kind == M.COUNTER:
+        return Counter(metric.name, metric.help, metric.labels, registry=registry)
+    if metric.kind == M.HISTOGRAM:
+        return Histogram(metric.name, metric.help, metric.labels, registry=registry, buckets=BUCKETS[metric])
+    return Gauge(metric.name, metric.help, metric.labels, registry=registry, multiprocess_mode="mostrecent")
 
 
 class TrainerMetrics:
@@ -187,32 +123,32 @@ class TrainerMetrics:
     Counters start at 0 so rates and alerts see them before the first event."""
 
     def __init__(self, rank: int, build_info: Mapping[str, str]):
-        unknown = sorted(set(build_info) - set(BUILD_INFO_LABELS))
+        unknown = sorted(set(build_info) - set(M.BUILD_INFO_LABELS))
         if unknown:
-            raise ValueError(f"unknown build_info key(s) {unknown}; allowed: {list(BUILD_INFO_LABELS)}")
+            raise ValueError(f"unknown build_info key(s) {unknown}; allowed: {list(M.BUILD_INFO_LABELS)}")
         self.rank = int(rank)
         fam = _Families.get()
         self.registry = fam.registry
         label = str(self.rank)
-        fam.build_info.labels(label, *(str(build_info.get(k, "")) for k in BUILD_INFO_LABELS)).set(1)
-        self._step_duration = fam.step_duration.labels(label)
-        self._steps = fam.steps.labels(label)
-        self._samples = fam.samples.labels(label)
-        self._data_wait = fam.data_wait.labels(label)
-        self._loss = fam.loss.labels(label)
-        self._lr = fam.lr.labels(label)
-        self._top1 = fam.accuracy.labels(label, "1")
-        self._top5 = fam.accuracy.labels(label, "5")
-        self._global_step = fam.global_step.labels(label)
-        self._epoch = fam.epoch.labels(label)
-        self._planned_steps = fam.planned_steps.labels(label)
-        self._steps_per_epoch = fam.steps_per_epoch.labels(label)
-        self._last_step = fam.last_step.labels(label)
-        self._compile_seconds = fam.compile_seconds.labels(label)
-        self._checkpoint_last_success = fam.checkpoint_last_success.labels(label)
-        self._checkpoint_duration = fam.checkpoint_duration.labels(label)
-        self._checkpoint_failures = fam.checkpoint_failures.labels(label)
-        self._nonfinite = fam.nonfinite.labels(label)
+        fam.child(M.BUILD_INFO, label, *(str(build_info.get(k, "")) for k in M.BUILD_INFO_LABELS)).set(1)
+        self._step_duration = fam.child(M.STEP_DURATION, label)
+        self._steps = fam.child(M.STEPS, label)
+        self._samples = fam.child(M.SAMPLES, label)
+        self._data_wait = fam.child(M.DATA_WAIT, label)
+        self._loss = fam.child(M.LOSS, label)
+        self._lr = fam.child(M.LEARNING_RATE, label)
+        self._top1 = fam.child(M.EVAL_ACCURACY, label, M.TOP1)
+        self._top5 = fam.child(M.EVAL_ACCURACY, label, M.TOP5)
+        self._global_step = fam.child(M.GLOBAL_STEP, label)
+        self._epoch = fam.child(M.EPOCH, label)
+        self._planned_steps = fam.child(M.PLANNED_STEPS, label)
+        self._steps_per_epoch = fam.child(M.STEPS_PER_EPOCH, label)
+        self._last_step = fam.child(M.LAST_STEP_TIMESTAMP, label)
+        self._compile_seconds = fam.child(M.GRAPH_COMPILE, label)
+        self._checkpoint_last_success = fam.child(M.CHECKPOINT_LAST_SUCCESS, label)
+        self._checkpoint_duration = fam.child(M.CHECKPOINT_DURATION, label)
+        self._checkpoint_failures = fam.child(M.CHECKPOINT_FAILURES, label)
+        self._nonfinite = fam.child(M.NONFINITE_LOSS_STEPS, label)
         self._next_call_includes_compile = False
 
     def set_planned(self, total_steps: int, steps_per_epoch: int) -> None:
@@ -292,7 +228,7 @@ class LauncherMetrics:
         self._restarts: dict[str, float] = {}
         for rank in ranks:
             self._restarts[str(rank)] = 0.0
-            for reason in ALL_EXIT_REASONS:
+            for reason in M.ALL_EXIT_REASONS:
                 self._exits[(str(rank), reason)] = 0.0
         _LAUNCHERS.append(self)
 
@@ -309,10 +245,9 @@ class LauncherMetrics:
     def collect(self):
         from prometheus_client.core import CounterMetricFamily
 
-        exits = CounterMetricFamily("incv4_worker_exits", "Worker processes that exited, by exit reason.",
-                                    labels=("rank", "reason"))
-        restarts = CounterMetricFamily("incv4_worker_restarts", "Worker processes the launcher restarted.",
-                                       labels=("rank",))
+        exits = CounterMetricFamily(M.WORKER_EXITS.family, M.WORKER_EXITS.help, labels=M.WORKER_EXITS.labels)
+        restarts = CounterMetricFamily(M.WORKER_RESTARTS.family, M.WORKER_RESTARTS.help,
+                                       labels=M.WORKER_RESTARTS.labels)
         with self._lock:
             for (rank, reason), value in sorted(self._exits.items()):
                 exits.add_metric((rank, reason), value)

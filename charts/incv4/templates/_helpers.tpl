@@ -1,7 +1,28 @@
 {{/*
 Helpers. The Job and the recipe ConfigMap mirror incv4.operator.render exactly (names, labels, key order, which
-keys appear when): change both together; tests/test_chart_parity.py compares them over a matrix of settings.
+keys appear when): change both together; tests/unit/chart/test_chart_parity.py compares them over a matrix of
+settings.
 */}}
+
+{{/* What the trainer and the cluster side share (incv4.trainer.contract: the metrics port and its name, the Volcano
+task name, the permanent exit codes, ...), as JSON text: `include "incv4.contract" . | fromJson`. The file is
+generated from the contract, so the chart never spells these values itself. */}}
+{{- define "incv4.contract" -}}
+{{- $text := .Files.Get "files/contract.json" -}}
+{{- if not $text -}}
+{{- fail "files/contract.json: missing (regenerate it: python -m incv4.operator.monitoring.contract_file)" -}}
+{{- end -}}
+{{- $text -}}
+{{- end -}}
+
+{{/* The pod's /metrics port: .Values.metricsPort, or the contract's when that is null. */}}
+{{- define "incv4.metricsPort" -}}
+{{- if kindIs "invalid" .Values.metricsPort -}}
+{{- (include "incv4.contract" . | fromJson).metricsPort | int -}}
+{{- else -}}
+{{- .Values.metricsPort | int -}}
+{{- end -}}
+{{- end -}}
 
 {{/* The job name: .Values.name or the release name, checked as spec.py checks it. */}}
 {{- define "incv4.name" -}}
@@ -9,10 +30,11 @@ keys appear when): change both together; tests/test_chart_parity.py compares the
 {{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $name) -}}
 {{- fail (printf "name %q: must be a DNS-1035 label: lower-case letters, digits and '-', starting with a letter and ending with a letter or digit (set .Values.name)" $name) -}}
 {{- end -}}
-{{- /* Pod hostnames <name>-worker-<index> must stay within a 63-character DNS label. */ -}}
-{{- $limit := sub 63 (add 8 (len (toString (max (sub (int .Values.nodes) 1) 0)))) -}}
+{{- /* Pod hostnames <name>-<task>-<index> must stay within a 63-character DNS label. */ -}}
+{{- $task := (include "incv4.contract" . | fromJson).taskName -}}
+{{- $limit := sub 63 (add (len (printf "-%s-" $task)) (len (toString (max (sub (int .Values.nodes) 1) 0)))) -}}
 {{- if gt (len $name) (int $limit) -}}
-{{- fail (printf "name %q: %d characters is too long; at most %d so that pod hostnames '<name>-worker-%d' stay within 63 (set .Values.name)" $name (len $name) $limit (sub (int .Values.nodes) 1)) -}}
+{{- fail (printf "name %q: %d characters is too long; at most %d so that pod hostnames '<name>-%s-%d' stay within 63 (set .Values.name)" $name (len $name) $limit $task (sub (int .Values.nodes) 1)) -}}
 {{- end -}}
 {{- $name -}}
 {{- end -}}
@@ -91,6 +113,7 @@ values:recipe.inline
 
 {{/* render.launch_command(spec). */}}
 {{- define "incv4.launchCommand" -}}
+{{- $contract := include "incv4.contract" . | fromJson -}}
 - incv4
 - launch
 - --config
@@ -104,9 +127,9 @@ values:recipe.inline
 - --set
 - ckpt_save_dir=/ckpt
 - --metrics-port
-- {{ .Values.metricsPort | int | toString | quote }}
-{{- if ne (int .Values.npusPerNode) 8 }}
-{{- /* one worker process per NPU; the launcher's default is a full 8-NPU node */}}
+- {{ include "incv4.metricsPort" . | quote }}
+{{- if ne (int .Values.npusPerNode) (int $contract.defaultLocalWorkers) }}
+{{- /* one worker process per NPU; the launcher's default is a full node's */}}
 - --local-workers
 - {{ .Values.npusPerNode | int | toString | quote }}
 {{- end }}

@@ -177,7 +177,7 @@ def build() -> dict:
             cases.append({"eval_time": eval_time, "alertname": alert, "exp_alerts": exp})
         tests.append({"interval": "1m", "input_series": series, "alert_rule_test": cases})
     return {
-        "rule_files": ["../../charts/incv4/files/incv4-alerts.rules.yaml"],
+        "rule_files": ["../../../charts/incv4/files/incv4-alerts.rules.yaml"],
         "evaluation_interval": "1m",
         "tests": tests,
     }

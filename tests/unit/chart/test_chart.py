@@ -9,6 +9,7 @@ import json
 import pathlib
 import re
 import shlex
+import shutil
 
 import pytest
 import yaml
@@ -16,12 +17,14 @@ import yaml
 helm = pytest.importorskip("helm_python", reason="helm-python-sdk is a dev dependency: pip install -e '.[dev]'")
 
 from incv4.operator import render, spec as jobspec  # noqa: E402
-from incv4.trainer import recipe as rc  # noqa: E402
+from incv4.operator.monitoring import contract_file  # noqa: E402
+from incv4.trainer import contract, recipe as rc  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 CHART_DIR = REPO / "charts" / "incv4"
 DASHBOARD = CHART_DIR / "files" / "incv4-dashboard.json"
 ALERTS = CHART_DIR / "files" / "incv4-alerts.rules.yaml"
+CONTRACT = CHART_DIR / "files" / "contract.json"
 RELEASE = "run1"
 NAMESPACE = "training"
 
@@ -178,6 +181,7 @@ def test_schema_uses_the_job_specs_own_rules():
     assert schema["npusPerNode"]["enum"] == list(jobspec.NPU_CHOICES)
     assert schema["chip"]["enum"] == list(jobspec.CHIPS)
     assert schema["terminationGracePeriodSeconds"]["minimum"] == jobspec.MIN_TERMINATION_GRACE_PERIOD
+    assert schema["terminationGracePeriodSeconds"]["minimum"] > json.loads(CONTRACT.read_text())["launchGracePeriod"]
 
 
 @pytest.mark.parametrize("image", [
@@ -228,7 +232,7 @@ def test_packaged_chart_renders_the_same(chart, tmp_path):
         assert render_chart(packaged, MATRIX[-1]) == render_chart(chart, MATRIX[-1])
         names = {f["name"] for f in packaged.files}
     assert {"recipes/inception_v4_ascend.yaml", "files/incv4-dashboard.json",
-            "files/incv4-alerts.rules.yaml"} <= names
+            "files/incv4-alerts.rules.yaml", "files/contract.json"} <= names
 
 
 def test_chart_versions_follow_the_package(chart):
@@ -327,16 +331,58 @@ def test_pod_monitor_selects_the_jobs_pods_and_names_the_run(chart):
         "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", render.VOLCANO_JOB_NAME_LABEL)]
     # Every label the dashboard's and the alerts' queries group a run by exists on the scraped series: the ones the
     # Prometheus Operator adds to every PodMonitor target, and ours.
-    from incv4.operator.monitoring import dashboard
-
     operator_labels = {"namespace", "pod", "container", "endpoint"}
-    assert set(dashboard.RUN_LABELS) <= operator_labels | {r["targetLabel"] for r in endpoint["relabelings"]}
+    assert set(contract.RUN_LABELS) <= operator_labels | {r["targetLabel"] for r in endpoint["relabelings"]}
     assert "job_name" in ALERTS.read_text(encoding="utf-8")
     custom = render_chart(chart, {"monitoring": {"podMonitor": {"labels": {"release": "monitoring"}}}})
     assert find(custom, "PodMonitor")["metadata"]["labels"]["release"] == "monitoring"
     assert {"PodMonitor", "PrometheusRule"}.isdisjoint(kinds(render_chart(chart, {"monitoring": {
         "podMonitor": {"enabled": False}, "prometheusRule": {"enabled": False},
         "dashboard": {"enabled": False}}})))
+
+
+def test_committed_contract_file_is_the_generators_output():
+    assert CONTRACT.read_text(encoding="utf-8") == contract_file.render(), \
+        "regenerate: python -m incv4.operator.monitoring.contract_file > charts/incv4/files/contract.json"
+    shared = json.loads(CONTRACT.read_text(encoding="utf-8"))
+    assert (shared["metricsPort"], shared["taskName"], shared["permanentExitCodes"]) == (9400, "worker", [2, 4])
+
+
+def _job_parts(objects) -> tuple:
+    job, monitor = find(objects, "Job"), find(objects, "PodMonitor")
+    (task,) = job["spec"]["tasks"]
+    container = task["template"]["spec"]["containers"][0]
+    command = container["command"]
+    return (task["name"], [p["exitCode"] for p in job["spec"]["policies"] if "exitCode" in p], container["ports"],
+            command[command.index("--metrics-port") + 1], "--local-workers" in command,
+            monitor["spec"]["podMetricsEndpoints"][0]["port"],
+            monitor["spec"]["podMetricsEndpoints"][0]["relabelings"][0]["targetLabel"])
+
+
+def test_chart_takes_the_shared_values_from_the_contract(chart, tmp_path):
+    """Task name, permanent exit codes, metrics port and its name, the launcher's default worker count and the run
+    label come from files/contract.json: the chart as shipped renders the contract's values, and the same chart
+    with another contract file renders that file's."""
+    port = [{"name": contract.METRICS_PORT_NAME, "containerPort": contract.METRICS_PORT, "protocol": "TCP"}]
+    assert _job_parts(render_chart(chart, {"npusPerNode": contract.DEFAULT_LOCAL_WORKERS})) == (
+        contract.TASK_NAME, list(contract.PERMANENT), port, str(contract.METRICS_PORT), False,
+        contract.METRICS_PORT_NAME, contract.JOB_NAME)
+    assert "scrapes port 9400 of every pod" in notes(chart)
+
+    copy = tmp_path / "incv4"
+    shutil.copytree(CHART_DIR, copy)
+    (copy / "files" / "contract.json").write_text(json.dumps(dict(
+        json.loads(CONTRACT.read_text()), metricsPort=9999, metricsPortName="prom", taskName="trainer",
+        permanentExitCodes=[2, 4, 5], defaultLocalWorkers=4, jobNameLabel="run")))
+    with helm.Chart.load(copy) as other:
+        parts = _job_parts(render_chart(other, {"npusPerNode": 4, "name": "r"}))
+        assert parts == ("trainer", [2, 4, 5], [{"name": "prom", "containerPort": 9999, "protocol": "TCP"}], "9999",
+                         False, "prom", "run")
+        assert "logs -f r-trainer-0" in notes(other, {"name": "r"})
+        with pytest.raises(helm.HelmRenderError, match="'<name>-trainer-0' stay within 63"):
+            render_chart(other, {"name": "a" * 60})
+        # a port given in the values wins over the contract's
+        assert _job_parts(render_chart(other, {"metricsPort": 9500}))[2][0]["containerPort"] == 9500
 
 
 def test_optional_queue_and_claims(chart):

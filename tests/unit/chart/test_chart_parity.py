@@ -12,6 +12,7 @@ import yaml
 from test_chart import CHART_DIR, MATRIX, NAMESPACE, RELEASE, find, helm, render_chart
 
 from incv4.operator import render, spec as jobspec
+from incv4.trainer import contract
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 
@@ -35,6 +36,8 @@ def job_spec_for(chart, values: dict, release: str = RELEASE, namespace: str = N
         dataset_pvc, dataset_host_path = dataset["pvc"], None
     ckpt_pvc = f"{name}-ckpt" if ckpt["createPvc"]["enabled"] else (ckpt["pvc"] or None)
     requests = v["resources"]["requests"]
+    # null (the default): the contract's port, as `incv4 render` defaults --metrics-port
+    metrics_port = contract.METRICS_PORT if v.get("metricsPort") is None else v["metricsPort"]
     if v["recipe"]["inline"]:
         source, recipe_text = "values:recipe.inline", v["recipe"]["inline"]
     else:
@@ -48,7 +51,7 @@ def job_spec_for(chart, values: dict, release: str = RELEASE, namespace: str = N
         ttl_seconds=v.get("ttlSecondsAfterFinished"), node_selector=dict(v["nodeSelector"]),
         tolerations=tuple(v["tolerations"]), cpu=str(requests["cpu"]) if requests["cpu"] else None,
         memory=str(requests["memory"]) if requests["memory"] else None, shm_size=v["shmSize"],
-        metrics_port=v["metricsPort"], env=dict(v["env"]), run_as_user=v["runAsUser"], run_as_group=v["runAsGroup"],
+        metrics_port=metrics_port, env=dict(v["env"]), run_as_user=v["runAsUser"], run_as_group=v["runAsGroup"],
         termination_grace_period=v["terminationGracePeriodSeconds"])
     return spec, recipe_text
 

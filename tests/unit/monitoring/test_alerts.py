@@ -1,5 +1,6 @@
-"""trainer/alerts.py: the committed rule file is the generator's output, promtool accepts it, and the promtool unit
-tests (tests/support/promtool/) make every alert fire where it should and stay silent where it should not."""
+"""operator/monitoring/alerts.py: the committed rule file is the generator's output, promtool accepts it, and the
+promtool unit tests (tests/support/promtool/) make every alert fire where it should and stay silent where it should
+not."""
 from __future__ import annotations
 
 import importlib.util
@@ -11,7 +12,7 @@ import pytest
 import yaml
 
 from incv4.operator.monitoring import alerts
-from incv4.trainer.metrics import exporter as metrics
+from incv4.trainer import contract
 
 needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None,
                                     reason="promtool not installed (make setup-dev installs it)")
@@ -24,7 +25,8 @@ def rules_file(repo_root):
 
 @pytest.fixture(scope="module")
 def unit_tests(repo_root):
-    spec = importlib.util.spec_from_file_location("make_tests", repo_root / "tests" / "promtool" / "make_tests.py")
+    path = repo_root / "tests" / "support" / "promtool" / "make_tests.py"
+    spec = importlib.util.spec_from_file_location("make_tests", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -36,7 +38,8 @@ def test_committed_rule_file_is_the_generators_output(rules_file):
 
 
 def test_committed_unit_tests_are_up_to_date(repo_root, unit_tests):
-    assert (repo_root / "tests" / "promtool" / "incv4-alerts.test.yaml").read_text() == unit_tests.render(), \
+    committed = repo_root / "tests" / "support" / "promtool" / "incv4-alerts.test.yaml"
+    assert committed.read_text() == unit_tests.render(), \
         "regenerate: python tests/support/promtool/make_tests.py > tests/support/promtool/incv4-alerts.test.yaml"
 
 
@@ -74,7 +77,7 @@ def test_every_alert_has_a_runbook_description():
 def test_rules_use_only_metrics_the_trainer_exports():
     for rule in alerts.build_rules()["groups"][0]["rules"]:
         for name in re.findall(r"\bincv4_\w+", rule["expr"]):
-            assert metrics.family_name(name) in metrics.METRIC_NAMES, (rule["alert"], name)
+            assert contract.family_name(name) in contract.METRIC_NAMES, (rule["alert"], name)
 
 
 def test_thresholds_are_parameters():

@@ -1,19 +1,20 @@
-"""trainer/dashboard.py: the committed Grafana JSON is the generator's output, names only metrics the trainer
-exports, and every query runs on a real Prometheus scraping a real /metrics endpoint (light worker processes using
-TrainerMetrics; tests/test_metrics_e2e.py repeats this over a real training run)."""
+"""operator/monitoring/dashboard.py: the committed Grafana JSON is the generator's output, names only metrics the
+trainer exports, and every query runs on a real Prometheus scraping a real /metrics endpoint (light worker processes
+using TrainerMetrics; tests/e2e/test_metrics_e2e.py repeats this over a real training run)."""
 from __future__ import annotations
 
 import json
 import re
 import shutil
-import time
 
 import pytest
 
 from incv4.operator.monitoring import alerts
 from incv4.operator.monitoring import dashboard
+from incv4.trainer import contract
 from incv4.trainer.metrics import exporter as metrics
-from test_metrics import start_worker, stop_worker
+from metrics_workers import start_worker, stop_worker
+from monitoring_checks import check_dashboard
 from prometheus_server import PrometheusServer, free_port
 
 
@@ -32,7 +33,7 @@ def test_committed_dashboard_is_the_generators_output(repo_root):
 def test_every_incv4_name_in_the_dashboard_exists_in_metrics(board):
     names = set(re.findall(r"\bincv4_\w+", json.dumps(board)))
     assert names, "the dashboard queries no incv4 metric"
-    assert {metrics.family_name(n) for n in names} <= set(metrics.METRIC_NAMES)
+    assert {contract.family_name(n) for n in names} <= set(contract.METRIC_NAMES)
 
 
 def test_variables_and_datasource(board):
@@ -99,24 +100,3 @@ def test_every_query_returns_data_from_a_real_prometheus(tmp_path, monkeypatch, 
             stop_worker(proc)
         server.shutdown()
         metrics._LAUNCHERS.remove(launcher)
-
-
-def check_dashboard(prom, board, namespace, job, at=None, rate_interval="20s"):
-    """Every dashboard query against `prom`: those over incv4 metrics must return data, the others must be
-    accepted; every variable must list values. Returns the problems found (empty = all good)."""
-    problems = []
-    for expr in dashboard.expressions(board):
-        concrete = dashboard.fill_variables(expr, namespace, job, rate_interval=rate_interval)
-        try:
-            result = prom.query(concrete, at=at)
-        except Exception as err:  # noqa: BLE001 - collect every failing query, not only the first
-            problems.append(f"rejected: {concrete}: {err}")
-            continue
-        if "incv4_" in expr and not result:
-            problems.append(f"no data: {concrete}")
-    end = at or time.time()
-    for name, label, selector in dashboard.variable_queries(board):
-        values = prom.label_values(label, dashboard.fill_variables(selector, namespace, job), end - 3600, end)
-        if not values:
-            problems.append(f"variable {name} lists nothing")
-    return problems

@@ -10,10 +10,10 @@ from click.testing import CliRunner
 
 from incv4.operator import progress
 from incv4.trainer.metrics import exporter as metrics
-from test_metrics import start_worker, stop_worker
+from metrics_workers import start_worker, stop_worker
 from prometheus_server import PrometheusServer, free_port
 
-STEPS = 6  # each light worker: 6 steps of 4 images, the first one compiling; see WORKER in test_metrics.py
+STEPS = 6  # each light worker: 6 steps of 4 images, the first one compiling; see tests/support/metrics_workers.py
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +109,7 @@ def test_unreachable_or_malformed_prometheus_url_is_a_one_line_error():
 
 
 def test_incv4_status_shows_progress_from_a_pods_metrics_page(live_page, tmp_path):
-    """Issue 5 acceptance 5: `incv4 status` against the stand-in API server reads a real metrics page through the
-    pod proxy."""
+    """`incv4 status` against the stand-in API server reads a real metrics page through the pod proxy."""
     from fake_apiserver import FakeApiServer
     from incv4.operator.cli import main
 

@@ -14,7 +14,7 @@ import yaml
 import k8s_schema
 from incv4.operator import render
 from incv4.operator.spec import JobSpec
-from incv4.trainer import contract as exit_codes
+from incv4.trainer import contract
 from incv4.trainer import recipe as recipe_mod
 
 ASCEND_RECIPE = recipe_mod.shipped_path("inception_v4_ascend.yaml")
@@ -113,6 +113,13 @@ def test_gang_npus_and_replicas_follow_the_spec(nodes, npus):
         assert command[command.index("--local-workers") + 1] == str(npus)
 
 
+def test_the_launchers_default_worker_count_is_the_contracts():
+    """render leaves out --local-workers when the pod has as many NPUs as the launcher starts workers by default."""
+    from incv4.trainer.launcher import topology
+
+    assert topology.DEFAULT_LOCAL_WORKERS == contract.DEFAULT_LOCAL_WORKERS == 8
+
+
 def test_volcano_job_shape():
     job = render.render_job(spec(queue="research", priority_class="high", max_retry=5, ttl_seconds=600))
     js = job["spec"]
@@ -121,7 +128,7 @@ def test_volcano_job_shape():
     assert js["plugins"] == {"env": [], "svc": ["--publish-not-ready-addresses"]}
     # Permanent trainer exit codes abort; they come first because Volcano applies the first matching policy.
     permanent = [p for p in js["policies"] if "exitCode" in p]
-    assert [p["exitCode"] for p in permanent] == list(exit_codes.PERMANENT) == [2, 4]
+    assert [p["exitCode"] for p in permanent] == list(contract.PERMANENT) == [2, 4]
     assert all(p["action"] == "AbortJob" for p in permanent)
     assert js["policies"][:len(permanent)] == permanent
     assert js["policies"][-1] == {"events": ["PodEvicted", "PodFailed"], "action": "RestartJob"}
@@ -141,20 +148,21 @@ def test_volcano_job_shape():
 
 
 def test_pods_outlive_the_launchers_checkpoint_grace():
-    """On SIGTERM `incv4 launch` gives its workers DEFAULT_GRACE_PERIOD to save a checkpoint, then SIGKILLs them;
-    the kubelet must not SIGKILL the pod first (Kubernetes' default terminationGracePeriodSeconds is 30 s too)."""
+    """On SIGTERM `incv4 launch` gives its workers contract.LAUNCH_GRACE_PERIOD to save a checkpoint, then SIGKILLs
+    them; the kubelet must not SIGKILL the pod first (Kubernetes' default terminationGracePeriodSeconds is 30 s too)."""
     from incv4.operator import spec as spec_mod
     from incv4.trainer.launcher import launch
 
-    assert spec_mod.LAUNCH_GRACE_PERIOD == launch.DEFAULT_GRACE_PERIOD, \
-        "operator/spec.py LAUNCH_GRACE_PERIOD must follow incv4.trainer.launcher.launch.DEFAULT_GRACE_PERIOD"
-    assert spec_mod.MIN_TERMINATION_GRACE_PERIOD > launch.DEFAULT_GRACE_PERIOD
+    grace = contract.LAUNCH_GRACE_PERIOD
+    launch_default = next(p.default for p in launch.launch_command.params if p.name == "grace_period")
+    assert launch_default == grace, "incv4 launch --grace-period must default to contract.LAUNCH_GRACE_PERIOD"
+    assert spec_mod.MIN_TERMINATION_GRACE_PERIOD > grace
     pod = task_of(render.render_job(spec()))["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] == spec_mod.DEFAULT_TERMINATION_GRACE_PERIOD
-    assert pod["terminationGracePeriodSeconds"] >= launch.DEFAULT_GRACE_PERIOD + 15  # a margin to exit cleanly
+    assert pod["terminationGracePeriodSeconds"] >= grace + 15  # a margin to exit cleanly
     for changes in MATRIX:
         pod = task_of(render.render_job(spec(**changes)))["template"]["spec"]
-        assert pod["terminationGracePeriodSeconds"] > launch.DEFAULT_GRACE_PERIOD
+        assert pod["terminationGracePeriodSeconds"] > grace
     assert task_of(render.render_job(spec(termination_grace_period=600)))["template"]["spec"][
         "terminationGracePeriodSeconds"] == 600
 
@@ -306,9 +314,9 @@ def test_policies_pass_volcanos_webhook_and_do_what_the_exit_codes_mean():
     assert webhook_policy_problems(job["spec"]["policies"]) == []
     assert webhook_policy_problems(task_of(job)["policies"]) == []
     # A pod that failed with a permanent code aborts the job; any other failure or an eviction restarts it.
-    assert volcano_action(job, "worker", "PodFailed", exit_codes.USAGE) == "AbortJob"
-    assert volcano_action(job, "worker", "PodFailed", exit_codes.DIVERGED) == "AbortJob"
-    for retryable in (exit_codes.FAILURE, exit_codes.PEER_TIMEOUT, exit_codes.TERMINATED, 137):
+    assert volcano_action(job, "worker", "PodFailed", contract.USAGE) == "AbortJob"
+    assert volcano_action(job, "worker", "PodFailed", contract.DIVERGED) == "AbortJob"
+    for retryable in (contract.FAILURE, contract.PEER_TIMEOUT, contract.TERMINATED, 137):
         assert volcano_action(job, "worker", "PodFailed", retryable) == "RestartJob"
     assert volcano_action(job, "worker", "PodEvicted") == "RestartJob"
     assert volcano_action(job, "worker", "TaskCompleted") == "CompleteJob"

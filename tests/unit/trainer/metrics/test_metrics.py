@@ -1,10 +1,9 @@
-"""trainer/metrics.py: real worker processes writing through prometheus_client's multiprocess mode, one launcher
-endpoint serving them all, checked by parsing the page and by `promtool check metrics`."""
+"""trainer/metrics/exporter.py: real worker processes writing through prometheus_client's multiprocess mode, one
+launcher endpoint serving them all, checked by parsing the page and by `promtool check metrics`."""
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -14,32 +13,10 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from incv4.trainer import contract
 from incv4.trainer.metrics import exporter as metrics
-
-# A light stand-in for a worker: the real TrainerMetrics API, no MindSpore, called as train.py calls it. It reports
-# `steps` steps (global steps continuing from `start`; the first includes the "compile" and stays out of the step
-# histogram), says "ready", then waits for its stdin to close before exiting.
-WORKER = textwrap.dedent("""
-    import sys
-    from incv4.trainer.metrics.exporter import TrainerMetrics
-    rank, steps, start = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-    m = TrainerMetrics(rank, {"model": "inception_v4", "world_size": "8", "batch_size": "4",
-                              "mindspore_version": "2.10.0", "recipe": "test"})
-    m.set_planned(100, 10)
-    m.compile_finished(1.5)
-    for i in range(steps):
-        m.steps_done(1, 0.08 + 0.01 * rank, 4, 0.001, 2.0 - 0.01 * i, 0.01, start + i + 1, 1)
-    m.evaluated(0.25, 0.75)
-    m.checkpoint_saved(0.3)
-    print("ready", flush=True)
-    sys.stdin.read()
-""")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from metrics_workers import start_worker, stop_worker
+from prometheus_server import free_port
 
 
 def scrape(port: int) -> str:
@@ -58,18 +35,6 @@ def samples(text: str) -> dict:
 
 def by_rank(page: dict, name: str) -> dict:
     return {dict(labels)["rank"]: v for (n, labels), v in page.items() if n == name}
-
-
-def start_worker(rank: int, steps: int, start: int = 0) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", WORKER, str(rank), str(steps), str(start)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready"
-    return proc
-
-
-def stop_worker(proc: subprocess.Popen) -> None:
-    proc.stdin.close()
-    assert proc.wait(timeout=30) == 0
 
 
 @pytest.fixture
@@ -234,3 +199,53 @@ def test_exit_codes_map_to_a_bounded_reason(code, reason):
 def _expose(registry):
     from prometheus_client import generate_latest
     yield generate_latest(registry)
+
+
+# The published names: dashboards and alerts in the field query them, so a rename must be deliberate.
+PUBLISHED_NAMES = (
+    "incv4_build_info",
+    "incv4_step_duration_seconds",
+    "incv4_steps_total",
+    "incv4_samples_total",
+    "incv4_data_wait_seconds_total",
+    "incv4_loss",
+    "incv4_learning_rate",
+    "incv4_eval_accuracy_ratio",
+    "incv4_global_step",
+    "incv4_epoch",
+    "incv4_planned_steps",
+    "incv4_steps_per_epoch",
+    "incv4_last_step_timestamp_seconds",
+    "incv4_graph_compile_seconds",
+    "incv4_checkpoint_last_success_timestamp_seconds",
+    "incv4_checkpoint_duration_seconds",
+    "incv4_checkpoint_failures_total",
+    "incv4_nonfinite_loss_steps_total",
+    "incv4_worker_exits_total",
+    "incv4_worker_restarts_total",
+)
+
+
+def test_the_contract_lists_the_published_names():
+    assert contract.METRIC_NAMES == PUBLISHED_NAMES
+    assert all(m.name.endswith("_total") == (m.kind == contract.COUNTER) for m in contract.METRICS)
+    assert contract.family_name("incv4_step_duration_seconds_bucket") == "incv4_step_duration_seconds"
+    assert contract.family_name("incv4_checkpoint_duration_seconds_count") == "incv4_checkpoint_duration_seconds"
+    assert contract.family_name("incv4_steps_total") == "incv4_steps_total"
+
+
+def test_the_endpoint_exports_exactly_the_contracts_metrics(endpoint):
+    """Every metric of the contract's table, with its type, help and labels, and nothing else."""
+    server, launcher = endpoint
+    launcher.worker_exited(0, 0)
+    worker = start_worker(0, steps=2)
+    try:
+        families = {f.name: f for f in text_string_to_metric_families(scrape(server.port))}
+    finally:
+        stop_worker(worker)
+    assert set(families) == {m.family for m in contract.METRICS}
+    for metric in contract.METRICS:
+        family = families[metric.family]
+        assert (family.type, family.documentation) == (metric.kind, metric.help), metric.name
+        labels = {key for sample in family.samples for key in sample.labels if key != "le"}
+        assert labels == set(metric.labels), metric.name
