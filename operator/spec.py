@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence, Tuple
 
 from incv4.trainer.contract import LAUNCH_GRACE_PERIOD, METRICS_PORT, TASK_NAME
 
@@ -68,39 +68,116 @@ TOLERATION_EFFECTS = ("", "NoSchedule", "PreferNoSchedule", "NoExecute")
 
 
 @dataclass(frozen=True)
+class Flag:
+    """How a JobSpec field is given on the command line; operator/cli_spec.py turns each into a click option, so a
+    field's flag, type, default (the field's own) and help are written once, here."""
+    decls: Tuple[str, ...]  # the flag's spellings, e.g. ("-c", "--recipe", "--config")
+    help: str
+    type: type = str
+    multiple: bool = False  # repeatable; the values reach `parse` as a tuple
+    metavar: Optional[str] = None
+    parse: Optional[Callable[[object], object]] = None  # flag value -> field value; None = taken as given
+    path: bool = False  # a file path (shown as FILE)
+
+
+def _flag(*decls: str, help: str, **how) -> dict:  # noqa: A002 - click's own name for it
+    return {"flag": Flag(decls, help, **how)}
+
+
+NO_FLAG = {"flag": None}  # set by the command itself (namespace) or not a flag at all
+
+# The recipe `incv4 render` and `incv4 submit` ship when no -c is given.
+DEFAULT_RECIPE = "inception_v4_ascend.yaml"
+
+
+def parse_toleration(text: str) -> dict:
+    """kubectl-taint style: `key[=value]:Effect`, `key:Effect`, `key` (Exists), or `:Effect`/`*` for all."""
+    text = text.strip()
+    effect = ""
+    if ":" in text:
+        text, _, effect = text.rpartition(":")
+    tol: dict = {}
+    if text in ("", "*"):
+        tol["operator"] = "Exists"
+    elif "=" in text:
+        key, _, value = text.partition("=")
+        tol.update(key=key, operator="Equal", value=value)
+    else:
+        tol.update(key=text, operator="Exists")
+    if effect:
+        tol["effect"] = effect
+    return tol
+
+
+def parse_pairs(label: str, items: Sequence[str]) -> dict:
+    """`K=V` flags (--node-selector, --env) into a dict; later flags win."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise SpecError(f"{label} {item!r}: expected KEY=VALUE")
+        key, _, value = item.partition("=")
+        out[key] = value
+    return out
+
+
+@dataclass(frozen=True)
 class JobSpec:
-    """One training run on the cluster. Defaults are the published recipe's shape: 1 node x 8 NPUs."""
-    name: str
-    image: str
-    namespace: str = "default"
-    nodes: int = 1
-    npus: int = 8
-    chip: str = "910"
+    """One training run on the cluster. Defaults are the published recipe's shape: 1 node x 8 NPUs. Each field
+    carries its command-line flag (`Flag`, in its metadata); the order of the fields is the order of `--help`."""
+    name: str = field(metadata=_flag(
+        "--name", help="Job name (a DNS-1035 label, short enough for '<name>-worker-<i>' pod names)."))
+    image: str = field(metadata=_flag(
+        "--image", help="Container image with incv4 and MindSpore (e.g. registry/incv4:0.1.0)."))
+    namespace: str = field(default="default", metadata=NO_FLAG)
     # Where the recipe came from (for the ConfigMap's annotation and error messages); the text itself is passed to
     # render separately so rendering stays pure.
-    recipe: Optional[str] = None
+    recipe: Optional[str] = field(default=None, metadata=_flag(
+        "-c", "--recipe", "--config", path=True, parse=lambda path: path or DEFAULT_RECIPE,
+        help=f"Recipe YAML (MindCV keys) [the shipped {DEFAULT_RECIPE}]."))
     # `--set key=value` recipe overrides, passed to `incv4 launch` so the ConfigMap keeps the recipe file verbatim.
-    recipe_overrides: tuple = ()
-    dataset_pvc: Optional[str] = None
-    dataset_host_path: Optional[str] = None
-    ckpt_pvc: Optional[str] = None
-    queue: str = "default"
-    priority_class: Optional[str] = None
-    max_retry: int = 3
-    ttl_seconds: Optional[int] = None
-    node_selector: Mapping[str, str] = field(default_factory=dict)
-    tolerations: Sequence[Mapping[str, object]] = ()
-    cpu: Optional[str] = None
-    memory: Optional[str] = None
-    shm_size: str = "16Gi"
-    metrics_port: int = METRICS_PORT
-    env: Mapping[str, str] = field(default_factory=dict)
+    recipe_overrides: tuple = field(default=(), metadata=_flag(
+        "--set", multiple=True, metavar="KEY=VALUE", parse=tuple,
+        help="Override a recipe key, passed to `incv4 launch --set` (repeatable)."))
+    nodes: int = field(default=1, metadata=_flag("--nodes", type=int, help="Nodes (pods), gang-scheduled."))
+    npus: int = field(default=8, metadata=_flag("--npus", type=int, help="NPUs per node: 1, 2, 4 or 8."))
+    chip: str = field(default="910", metadata=_flag(
+        "--chip", help="910 | 910B (huawei.com/Ascend910) | cpu (no NPUs, for a smoke run)."))
+    dataset_pvc: Optional[str] = field(default=None, metadata=_flag(
+        "--dataset-pvc", help="PVC holding the ImageFolder dataset (mounted read-only at /data)."))
+    dataset_host_path: Optional[str] = field(default=None, metadata=_flag(
+        "--dataset-host-path", help="Host directory with the dataset instead of a PVC (read-only)."))
+    ckpt_pvc: Optional[str] = field(default=None, metadata=_flag(
+        "--ckpt-pvc", help="PVC for checkpoints (/ckpt) [an emptyDir: lost when the job restarts]."))
+    queue: str = field(default="default", metadata=_flag("--queue", help="Volcano queue."))
+    priority_class: Optional[str] = field(default=None, metadata=_flag("--priority-class", help="priorityClassName."))
+    max_retry: int = field(default=3, metadata=_flag("--max-retry", type=int, help="Job restarts before it fails."))
+    ttl_seconds: Optional[int] = field(default=None, metadata=_flag("--ttl", type=int, help="ttlSecondsAfterFinished."))
+    node_selector: Mapping[str, str] = field(default_factory=dict, metadata=_flag(
+        "--node-selector", multiple=True, metavar="K=V", parse=lambda items: parse_pairs("node_selector", items),
+        help="Extra node selector (repeatable)."))
+    tolerations: Sequence[Mapping[str, object]] = field(default=(), metadata=_flag(
+        "--toleration", multiple=True, metavar="KEY[=VALUE][:EFFECT]",
+        parse=lambda items: tuple(parse_toleration(t) for t in items),
+        help="Tolerate a taint, kubectl-taint style (repeatable)."))
+    cpu: Optional[str] = field(default=None, metadata=_flag("--cpu", help="CPU request per pod (e.g. 96)."))
+    memory: Optional[str] = field(default=None, metadata=_flag("--memory", help="Memory request per pod (e.g. 512Gi)."))
+    shm_size: str = field(default="16Gi", metadata=_flag("--shm-size", help="/dev/shm size (memory emptyDir)."))
+    metrics_port: int = field(default=METRICS_PORT, metadata=_flag(
+        "--metrics-port", type=int, help="Pod port of /metrics."))
+    env: Mapping[str, str] = field(default_factory=dict, metadata=_flag(
+        "--env", multiple=True, metavar="K=V", parse=lambda items: parse_pairs("env", items),
+        help="Extra environment variable (repeatable)."))
     # The non-root user the trainer runs as. 1000 is HwHiAiUser in Ascend's images; it must be in the group that
     # owns /dev/davinci* on the nodes (see README, "Security").
-    run_as_user: int = 1000
-    run_as_group: int = 1000
+    run_as_user: int = field(default=1000, metadata=_flag(
+        "--run-as-user", type=int, help="Non-root UID (HwHiAiUser in Ascend images)."))
+    run_as_group: int = field(default=1000, metadata=_flag(
+        "--run-as-group", type=int, help="GID; must be allowed to use /dev/davinci* on the nodes."))
     # The pods' terminationGracePeriodSeconds: how long the kubelet waits after SIGTERM before it SIGKILLs them.
-    termination_grace_period: int = DEFAULT_TERMINATION_GRACE_PERIOD
+    termination_grace_period: int = field(default=DEFAULT_TERMINATION_GRACE_PERIOD, metadata=_flag(
+        "--termination-grace-period", type=int, metavar="SECONDS",
+        help="Pod terminationGracePeriodSeconds: SIGTERM to SIGKILL; must exceed the "
+             f"{LAUNCH_GRACE_PERIOD} s incv4 launch gives workers to save a checkpoint."))
 
     def __post_init__(self):
         check(self)
@@ -226,32 +303,3 @@ def _check_toleration(index: int, tol: Mapping[str, object]) -> None:
         if tol.get("effect") != "NoExecute" or not _is_int(tol["tolerationSeconds"]):
             raise SpecError(f"{where}: tolerationSeconds must be an integer and needs effect NoExecute")
 
-
-def parse_toleration(text: str) -> dict:
-    """kubectl-taint style: `key[=value]:Effect`, `key:Effect`, `key` (Exists), or `:Effect`/`*` for all."""
-    text = text.strip()
-    effect = ""
-    if ":" in text:
-        text, _, effect = text.rpartition(":")
-    tol: dict = {}
-    if text in ("", "*"):
-        tol["operator"] = "Exists"
-    elif "=" in text:
-        key, _, value = text.partition("=")
-        tol.update(key=key, operator="Equal", value=value)
-    else:
-        tol.update(key=text, operator="Exists")
-    if effect:
-        tol["effect"] = effect
-    return tol
-
-
-def parse_pairs(label: str, items: Sequence[str]) -> dict:
-    """`K=V` flags (--node-selector, --env) into a dict; later flags win."""
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise SpecError(f"{label} {item!r}: expected KEY=VALUE")
-        key, _, value = item.partition("=")
-        out[key] = value
-    return out

@@ -1,18 +1,24 @@
-"""The trainer's commands: train, launch, validate, demo-data, demo. Heavy modules are imported inside each command,
-so `incv4 --help` and `incv4 render` never load MindSpore. Flags accept MindCV's spellings too (-c, --data_dir,
+"""The local commands (train, validate, demo, demo-data) and the registration of the in-pod `launch`
+(trainer/launcher/launch.py). Heavy modules are imported inside each command, so `incv4 --help` and `incv4 render`
+never load MindSpore. Options come from trainer/options.py; flags accept MindCV's spellings too (-c, --data_dir,
 --ckpt_path, --distribute False)."""
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import socket
 import sys
 
 import click
+from click.core import ParameterSource
 
+from incv4.trainer import contract, options
 from incv4.trainer.recipe import RecipeError
 
 DEMO_RECIPE = "inception_v4_cpu_demo.yaml"
+# Demo images are drawn a little larger than the recipe's 75px so the random-resized crop has room.
+DEMO_IMAGE_SIZE = 80
 
 
 def _mindcv_bool(value):
@@ -51,71 +57,78 @@ def _worker_flags(ckpt_path, no_resume) -> list:
     return flags + (["--no-resume"] if no_resume else [])
 
 
+def _check_metrics_port(port: int) -> None:
+    """A /metrics port something else holds is a usage error found before any work starts: one line, exit 2.
+    Binds as the exporter will (all addresses, address reuse on), then lets go."""
+    if not port:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError as err:
+            click.echo(f"error: cannot serve metrics on port {port}: {err.strerror or err} "
+                       f"(give --metrics-port 0 to turn metrics off)", err=True)
+            sys.exit(contract.USAGE)
+
+
 def run_training(config, overrides, data_dir, workers, ckpt_path=None, no_resume=False, scale_lr=False,
-                 metrics_port=0, compile_cache=True) -> int:
-    """Validate the recipe and data, then train with 1 worker in this process or N workers via the launcher.
-    Returns the exit code."""
+                 metrics_port=contract.METRICS_PORT, compile_cache=True) -> int:
+    """Validate the recipe, the data and the metrics port, then train with 1 worker in this process or N workers
+    via the launcher. Returns the exit code."""
     recipe = _load_recipe(config, overrides, data_dir=data_dir, ckpt_path=ckpt_path)
     _check_data(recipe, [recipe.train_split] + ([recipe.val_split] if recipe.val_while_train else []))
+    _check_metrics_port(metrics_port)
     if workers == 1:
-        from incv4.trainer.training import train
+        from incv4.trainer.training.loop import train
 
-        return train.train(recipe, resume=not no_resume, scale_lr=scale_lr, metrics_port=metrics_port)
-    from incv4.trainer.launcher import launch
+        return train(recipe, resume=not no_resume, scale_lr=scale_lr, metrics_port=metrics_port)
+    from incv4.trainer.launcher import plan
 
-    return launch.run_local(config, overrides, data_dir, workers, metrics_port, scale_lr,
-                            *_worker_flags(ckpt_path, no_resume), compile_cache=compile_cache)
+    return plan.run_local(config, overrides, data_dir, workers, metrics_port, scale_lr,
+                          *_worker_flags(ckpt_path, no_resume), compile_cache=compile_cache)
 
 
 def register(group: click.Group) -> None:
-    """Add the trainer's commands to the top-level `incv4` group (operator/cli.py's Incv4Group)."""
+    """Add the local commands and the in-pod `launch` to the top-level `incv4` group (operator/cli.py)."""
     group.add_command(train_command)
     group.add_command(validate_command)
-    group.add_command(demo_data_command)
     group.add_command(demo_command)
+    group.add_command(demo_data_command)
     group.add_lazy_command("launch", "incv4.trainer.launcher.launch", "launch_command")  # its imports only for `launch`
 
 
-_config_option = click.option("--config", "-c", "config", required=True, type=click.Path(dir_okay=False),
-                              help="recipe YAML (MindCV's keys)")
-_data_dir_option = click.option("--data-dir", "--data_dir", "data_dir", default=None,
-                                help="ImageFolder root with train/ and val/ (overrides data_dir)")
-_set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                           help="override a recipe key (repeatable; the value is read as YAML)")
-
-
 @click.command("train")
-@_config_option
-@_data_dir_option
-@_set_option
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="data-parallel workers on this machine (default 8; 1 = in this process)")
+@options.config.variant(required=True)
+@options.data_dir
+@options.overrides
+@options.workers
 @click.option("--distribute", callback=lambda ctx, p, v: _mindcv_bool(v), default=None, metavar="True|False",
-              help="MindCV's flag: False = one worker")
-@click.option("--ckpt-path", "--ckpt_path", "ckpt_path", default=None, help="weights to fine-tune from")
-@click.option("--no-resume", is_flag=True, help="start fresh instead of resuming from ckpt_save_dir")
-@click.option("--scale-lr", is_flag=True, help="scale lr linearly by global batch / reference global batch")
-@click.option("--metrics-port", type=click.IntRange(min=0, max=65535), default=0, help="serve /metrics (0 = off)")
-@click.option("--compile-cache/--no-compile-cache", default=True, show_default=True,
-              help="with several workers: keep MindSpore's compiled graphs under <ckpt_save_dir>/compile_cache, "
-                   "compile once per node and let restarts skip compiling")
-def train_command(config, data_dir, overrides, workers, distribute, ckpt_path, no_resume, scale_lr, metrics_port,
-                  compile_cache):
+              help="MindCV's flag: False = one worker.")
+@options.ckpt_path
+@options.no_resume
+@options.scale_lr
+@options.metrics_port
+@options.compile_cache
+@click.pass_context
+def train_command(ctx, config, data_dir, overrides, workers, distribute, ckpt_path, no_resume, scale_lr,
+                  metrics_port, compile_cache):
     """Train (or resume) InceptionV4 with a recipe, as MindCV's train.py."""
     if distribute is False:
-        if workers not in (None, 1):
+        if ctx.get_parameter_source("workers") is not ParameterSource.DEFAULT and workers != 1:
             raise RecipeError(f"--distribute False means one worker, but --workers {workers} was given")
         workers = 1
-    sys.exit(run_training(config, overrides, data_dir, workers or 8, ckpt_path, no_resume, scale_lr,
+    sys.exit(run_training(config, overrides, data_dir, workers, ckpt_path, no_resume, scale_lr,
                           metrics_port, compile_cache))
 
 
 @click.command("validate")
-@_config_option
-@_data_dir_option
-@_set_option
-@click.option("--ckpt-path", "--ckpt_path", "ckpt_path", default=None, help="checkpoint to evaluate")
-@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+@options.config.variant(required=True)
+@options.data_dir
+@options.overrides
+@options.ckpt_path.variant(help="Checkpoint to evaluate.")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="Output format.")
 def validate_command(config, data_dir, overrides, ckpt_path, output):
     """Top-1/top-5 of a checkpoint on the val split, as MindCV's validate.py."""
     recipe = _load_recipe(config, overrides, data_dir=data_dir, ckpt_path=ckpt_path)
@@ -161,12 +174,12 @@ def _write_demo_data(out_dir, num_classes, train_per_class, val_per_class, image
 @click.command("demo")
 @click.option("--work-dir", default="./incv4-demo", type=click.Path(file_okay=False), show_default=True,
               help="where the demo data and checkpoints go")
-@click.option("--workers", type=click.IntRange(min=1), default=8, show_default=True)
+@options.workers
 @click.option("--train-per-class", type=click.IntRange(min=1), default=32, show_default=True,
               help="demo training images per class")
 @click.option("--val-per-class", type=click.IntRange(min=1), default=8, show_default=True)
-@_set_option
-@click.option("--metrics-port", type=click.IntRange(min=0, max=65535), default=0, help="serve /metrics (0 = off)")
+@options.overrides
+@options.metrics_port
 def demo_command(work_dir, workers, train_per_class, val_per_class, overrides, metrics_port):
     """The whole local pipeline: demo data, then data-parallel training on the CPU, then top-1 vs chance."""
     from incv4.trainer.checkpoint import store as checkpoint
@@ -200,7 +213,3 @@ def demo_command(work_dir, workers, train_per_class, val_per_class, overrides, m
     verdict = "above" if top1 > chance else "NOT above"
     click.echo(f"demo result: top-1 {top1 * 100:.1f}% vs chance {chance * 100:.1f}% (1/{recipe.num_classes}): "
                f"{verdict} chance")
-
-
-# Demo images are drawn a little larger than the recipe's 75px so the random-resized crop has room.
-DEMO_IMAGE_SIZE = 80

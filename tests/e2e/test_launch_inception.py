@@ -1,11 +1,12 @@
-"""Issue 3, acceptance 1: two simulated nodes x 4 workers (two `incv4 launch` processes on loopback, each given the
+"""Two simulated nodes x 4 workers (two `incv4 launch` processes on loopback, each given the
 environment Volcano's env and svc plugins would give its pod) train InceptionV4 at 75px for a few steps with
 MindSpore's real collectives on the CPU; every rank finishes and all 8 hold identical parameters afterwards.
 Each node compiles the train step once (its first worker) and its other workers load that compile (compile_share).
 
-The workers run the real trainer through tests/workers/train_and_dump.py, which only adds a dump of each rank's
-final parameters (the trainer checkpoints from rank 0 alone). 8 InceptionV4 processes: ~2 GB each and minutes of
-graph compiling on 2 cores, hence e2e; run it alone: `flock /tmp/incv4-heavy.lock pytest tests/test_launch_inception.py`.
+The workers run the real trainer through tests/support/workers/train_and_dump.py, which only adds a dump of each
+rank's final parameters (the trainer checkpoints from rank 0 alone). 8 InceptionV4 processes, each large and slow to
+compile on a small machine, hence e2e; run it alone:
+`flock /tmp/incv4-heavy.lock pytest tests/e2e/test_launch_inception.py`.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 
 from incv4.trainer import contract as exit_codes
-from incv4.trainer.launcher.launch import free_port
+from incv4.trainer.launcher.plan import free_port
 
 WORKER = str(pathlib.Path(__file__).resolve().parents[1] / "support" / "workers" / "train_and_dump.py")
 NODES, LOCAL_WORKERS, BATCH, STEPS = 2, 4, 2, 3

@@ -17,7 +17,8 @@ def test_demo_runs_the_pipeline_and_reports_top1_beside_chance(tmp_path):
     work = tmp_path / "demo"
     proc = subprocess.run(
         [sys.executable, "-c", "from incv4.operator.cli import main; main()", "demo", "--work-dir", str(work),
-         "--workers", "2", "--train-per-class", "4", "--val-per-class", "2", "--set", "epoch_size=1",
+         "--workers", "2", "--train-per-class", "4", "--val-per-class", "2", "--metrics-port", "0",
+         "--set", "epoch_size=1",
          "--set", "batch_size=4",
          "--set", "warmup_epochs=0", "--set", "decay_epochs=1"],
         capture_output=True, text=True, timeout=900)

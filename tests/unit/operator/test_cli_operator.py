@@ -13,7 +13,11 @@ from incv4.operator import render
 from incv4.operator.cli import main
 from incv4.operator.spec import JobSpec
 from incv4.trainer import recipe as recipe_mod
+from incv4.trainer.contract import METRICS_PORT
 
+# What `incv4 render` must never import: MindSpore, the kubernetes client, numpy, or the launcher's modules.
+HEAVY_MODULES = ("mindspore", "kubernetes", "numpy", "incv4.trainer.launcher.launch", "incv4.trainer.launcher.plan",
+                 "incv4.trainer.launcher.supervisor", "incv4.trainer.launcher.environment")
 BASE = ["--name", "incv4-run", "--image", "registry.example.com/incv4:0.1.0", "--dataset-pvc", "imagenet"]
 
 
@@ -112,7 +116,7 @@ def test_render_in_a_fresh_process_never_imports_mindspore_the_kubernetes_client
         "from incv4.operator.cli import main\n"
         f"try:\n    main({['render', *BASE]!r})\n"
         "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
-        "loaded = sorted(m for m in ('mindspore', 'kubernetes', 'numpy', 'incv4.trainer.launcher.launch') if m in sys.modules)\n"
+        f"loaded = sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules)\n"
         "print('LOADED', loaded, file=sys.stderr)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -121,7 +125,52 @@ def test_render_in_a_fresh_process_never_imports_mindspore_the_kubernetes_client
     assert "kind: Job" in proc.stdout
 
 
-def test_help_lists_the_operator_commands():
+def help_sections(text: str) -> dict:
+    """`incv4 --help`'s command sections: {title: [command, ...]} in the printed order."""
+    sections, current = {}, None
+    for line in text.splitlines():
+        if line and not line.startswith(" ") and line.endswith(":"):
+            current = sections.setdefault(line[:-1], [])
+        elif current is not None and line.startswith("  ") and line.strip():
+            current.append(line.split()[0])
+    return sections
+
+
+def test_help_groups_the_commands_by_who_runs_them():
     result = run("--help")
-    for command in ("render", "submit", "list", "status", "logs", "watch", "delete", "suspend", "resume"):
-        assert command in result.stdout
+    assert result.exit_code == 0, result.output
+    sections = help_sections(result.stdout)
+    assert sections.pop("Options") == ["-h,"]
+    assert sections == {
+        "Cluster commands": ["render", "submit", "list", "status", "logs", "watch", "delete", "suspend", "resume"],
+        "Local commands": ["train", "validate", "demo", "demo-data"],
+        "In-pod commands": ["launch"],
+    }
+
+
+def test_every_job_spec_field_but_the_namespace_is_a_render_and_submit_flag():
+    """The flags are generated from the JobSpec: a field is given on the command line unless marked flagless."""
+    import dataclasses
+
+    from incv4.operator.spec import JobSpec
+
+    flagless = {f.name for f in dataclasses.fields(JobSpec) if f.metadata["flag"] is None}
+    assert flagless == {"namespace"}
+    for command in ("render", "submit"):
+        params = {p.name: p for p in main.commands[command].params}
+        for spec_field in dataclasses.fields(JobSpec):
+            if spec_field.name in flagless:
+                continue
+            assert params[spec_field.name].opts == list(spec_field.metadata["flag"].decls), spec_field.name
+            if spec_field.default is not dataclasses.MISSING and not params[spec_field.name].multiple:
+                assert params[spec_field.name].default == spec_field.default, spec_field.name
+
+
+def test_flags_keep_their_spellings_types_and_defaults():
+    params = {p.name: p for p in main.commands["render"].params}
+    assert params["recipe"].opts == ["-c", "--recipe", "--config"]
+    assert params["recipe_overrides"].opts == ["--set"] and params["recipe_overrides"].multiple
+    assert params["ttl_seconds"].opts == ["--ttl"] and params["ttl_seconds"].type.name == "integer"
+    assert params["tolerations"].opts == ["--toleration"] and params["tolerations"].multiple
+    assert (params["metrics_port"].default, params["nodes"].default, params["npus"].default) == (METRICS_PORT, 1, 8)
+    assert params["termination_grace_period"].default == 60 and params["shm_size"].default == "16Gi"

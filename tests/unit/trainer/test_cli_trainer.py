@@ -3,6 +3,7 @@ Plus demo-data, which is fast enough to run for real."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -108,7 +109,8 @@ def test_validate_rejects_an_unknown_output_format(repo_root, demo_data):
 
 
 def test_the_worker_module_reports_a_bad_recipe_in_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "incv4.trainer.training.train", "--config", str(tmp_path / "nope.yaml")],
+    proc = subprocess.run([sys.executable, "-m", "incv4.trainer.training.worker", "--config",
+                           str(tmp_path / "nope.yaml")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: recipe file '{tmp_path / 'nope.yaml'}': not found"]
@@ -134,3 +136,50 @@ def test_a_demo_whose_training_wrote_no_checkpoint_says_so(tmp_path, monkeypatch
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == [f"error: the demo finished but wrote no checkpoint in {tmp_path / 'demo' / 'ckpt'}, so no "
                      f"evaluation was recorded (see the checkpoint error above)"]
+
+
+@pytest.fixture
+def busy_port():
+    """A port something else listens on, on every address (as the metrics exporter would)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("0.0.0.0", 0))
+    sock.listen(1)
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+def test_train_on_a_busy_metrics_port_is_one_line_and_exit_2(repo_root, demo_data, busy_port):
+    line = _one_line_usage_error(_run("train", "-c", str(repo_root / DEMO), "--data-dir", str(demo_data),
+                                      "--workers", "2", "--metrics-port", str(busy_port)),
+                                 f"port {busy_port}", "give --metrics-port 0")
+    assert line.startswith("error: cannot serve metrics")
+
+
+def test_demo_on_a_busy_metrics_port_is_one_line_and_exit_2(tmp_path, busy_port):
+    result = _run("demo", "--work-dir", str(tmp_path / "demo"), "--train-per-class", "1", "--val-per-class", "1",
+                  "--metrics-port", str(busy_port))
+    _one_line_usage_error(result, f"port {busy_port}", "give --metrics-port 0")
+
+
+def test_every_entry_point_serves_metrics_on_the_contract_port_by_default():
+    import click
+
+    from incv4.trainer import contract
+
+    for name in ("train", "demo", "launch", "render", "submit"):
+        command = main.get_command(click.Context(main), name)
+        [port] = [p for p in command.params if p.name == "metrics_port"]
+        assert port.default == contract.METRICS_PORT, name
+
+
+def test_distribute_false_alone_means_one_worker(repo_root, demo_data, monkeypatch):
+    from incv4.trainer import cli as trainer_cli
+
+    calls = []
+    monkeypatch.setattr(trainer_cli, "run_training", lambda *args: calls.append(args) or 0)
+    result = _run("train", "-c", str(repo_root / DEMO), "--data-dir", str(demo_data), "--distribute", "False")
+    assert result.exit_code == 0, result.output
+    assert calls[0][3] == 1  # workers
+    result = _run("train", "-c", str(repo_root / DEMO), "--data-dir", str(demo_data), "--distribute", "False",
+                  "--workers", "1")
+    assert result.exit_code == 0 and calls[1][3] == 1

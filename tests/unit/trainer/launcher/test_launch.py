@@ -1,10 +1,12 @@
-"""The launcher with real processes and MindSpore's real collectives on the CPU (issue 3, acceptance 2-5).
+"""`incv4 launch` with real processes and MindSpore's real collectives on the CPU: gradient averaging, a killed
+worker, SIGTERM, peers that never come; and its one-line usage errors.
 
-These use the small probe worker (tests/workers/probe.py, a BatchNorm-free MLP) instead of InceptionV4 to stay
-fast; tests/test_launch_inception.py runs the real trainer on two simulated nodes. Every test starts the launcher
-as its own process (`python -m incv4.trainer.launcher.launch`), as a pod would, and checks that no process of the job is
-left alive afterwards by scanning /proc for the job's unique scheduler port in the environment.
-Run them one at a time (several MindSpore processes each): `flock /tmp/incv4-heavy.lock pytest tests/test_launch.py`.
+These use the small probe worker (tests/support/workers/probe.py, a BatchNorm-free MLP) instead of InceptionV4 to
+stay fast; tests/e2e/test_launch_inception.py runs the real trainer on two simulated nodes. Every test starts the
+launcher as its own process (`python -m incv4.trainer.launcher.launch`), as a pod would, and checks that no process
+of the job is left alive afterwards by scanning /proc for the job's unique scheduler port in the environment.
+Run them one at a time (several MindSpore processes each):
+`flock /tmp/incv4-heavy.lock pytest tests/unit/trainer/launcher/test_launch.py`.
 """
 from __future__ import annotations
 
@@ -19,10 +21,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from incv4.trainer import contract
 from incv4.trainer import contract as exit_codes
-from incv4.trainer.launcher.launch import (THREADS_ENV, free_port, launch_command, plan_worker_args, scheduler_env,
-                                  worker_env)
-from incv4.trainer.launcher.topology import Topology
+from incv4.trainer import options
+from incv4.trainer.launcher.launch import launch_command
+from incv4.trainer.launcher.plan import free_port
 
 PROBE = str(pathlib.Path(__file__).resolve().parents[3] / "support" / "workers" / "probe.py")
 HANG_GUARD = 180  # seconds: only so a broken launcher fails the test instead of hanging the suite
@@ -105,7 +108,7 @@ def reap():
                 pass
 
 
-# -- acceptance 2: gradient averaging ---------------------------------------------------------------------------
+# -- gradient averaging ---------------------------------------------------------------------------------------
 
 def test_one_step_with_8_workers_equals_one_process_with_the_8x_batch(tmp_path, reap):
     workers, per_worker = 8, 4
@@ -139,7 +142,7 @@ def test_one_step_with_8_workers_equals_one_process_with_the_8x_batch(tmp_path, 
     assert job_processes(job.port) == []
 
 
-# -- acceptance 3: a killed worker stops the job -----------------------------------------------------------------
+# -- a killed worker stops the job -----------------------------------------------------------------------------
 
 def test_sigkill_of_one_worker_stops_the_job_and_names_the_rank(tmp_path, reap):
     job = Job(tmp_path, 2, "--steps", "100000", "--step-sleep", "0.2", grace=5)
@@ -165,7 +168,7 @@ def test_first_failing_worker_exit_code_is_kept_when_it_is_permanent(tmp_path, r
     assert job_processes(job.port) == []
 
 
-# -- acceptance 4: SIGTERM to the launcher -----------------------------------------------------------------------
+# -- SIGTERM to the launcher -----------------------------------------------------------------------------------
 
 def test_sigterm_is_forwarded_and_every_worker_checkpoints(tmp_path, reap):
     job = Job(tmp_path, 2, "--steps", "100000", "--step-sleep", "0.2", grace=30)
@@ -181,7 +184,7 @@ def test_sigterm_is_forwarded_and_every_worker_checkpoints(tmp_path, reap):
     assert job_processes(job.port) == []
 
 
-# -- acceptance 5: peers that never come -------------------------------------------------------------------------
+# -- peers that never come -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("node_rank", [0, 1], ids=["node0-alone", "node1-without-scheduler"])
 def test_peers_that_never_come_end_in_a_peer_timeout(tmp_path, reap, node_rank):
@@ -196,52 +199,6 @@ def test_peers_that_never_come_end_in_a_peer_timeout(tmp_path, reap, node_rank):
 
 
 # -- no processes: environment, recipe and flags -----------------------------------------------------------------
-
-def test_worker_settings_apply_once_even_when_a_wrapper_applied_them_first():
-    """A wrapper (test worker, bench) may call apply_worker_settings() before train.py does; MindSpore refuses a
-    second threads_num(), so the second call must be a no-op, not a crash in every worker."""
-    code = ("from incv4.trainer.launcher.launch import apply_worker_settings\n"
-            "apply_worker_settings(); apply_worker_settings()\n"
-            "import mindspore as ms; print(ms.device_context.cpu.op_tuning.threads_num.__name__, 'ok')")
-    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, **{THREADS_ENV: "1"}),
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip().endswith("ok")
-
-
-def test_worker_and_scheduler_environment_match_msrun():
-    topo = Topology(nodes=2, node_rank=1, master_addr="10.0.0.10", master_port=8118, local_workers=4)
-    env = worker_env({"MS_NODE_ID": "stale", "PATH": "/bin"}, topo, 3, cluster_timeout=600, threads=1)
-    assert {k: env[k] for k in ("MS_ROLE", "MS_SCHED_HOST", "MS_SCHED_PORT", "MS_WORKER_NUM", "MS_NODE_ID",
-                                "RANK_ID", "RANK_SIZE", "DEVICE_ID", "LOCAL_RANK", "MS_TOPO_TIMEOUT",
-                                THREADS_ENV, "OMP_NUM_THREADS")} == {
-        "MS_ROLE": "MS_WORKER", "MS_SCHED_HOST": "10.0.0.10", "MS_SCHED_PORT": "8118", "MS_WORKER_NUM": "8",
-        "MS_NODE_ID": "7", "RANK_ID": "7", "RANK_SIZE": "8", "DEVICE_ID": "3", "LOCAL_RANK": "3",
-        "MS_TOPO_TIMEOUT": "600", THREADS_ENV: "1", "OMP_NUM_THREADS": "1"}
-    sched = scheduler_env({"DEVICE_ID": "5"}, Topology(2, 0, "10.0.0.10", 8118, 4), cluster_timeout=60)
-    assert sched["MS_ROLE"] == "MS_SCHED" and sched["RANK_ID"] == "0" and sched["MS_WORKER_NUM"] == "8"
-    assert "DEVICE_ID" not in sched
-    alone = worker_env({"MS_ROLE": "MS_WORKER"}, Topology(1, 0, "127.0.0.1", 8118, 1), 0, 600, 2)
-    assert "MS_ROLE" not in alone and alone["RANK_SIZE"] == "1"
-
-
-def test_global_batch_is_logged_and_lr_scaled_only_on_request(tmp_path):
-    (tmp_path / "train").mkdir()
-    lines = []
-    args, recipe = plan_worker_args(None, ["batch_size=4", "lr=0.1"], str(tmp_path), 2, False, ["--x"],
-                                    say=lines.append)
-    assert "global batch 8 = batch_size 4 x 2 workers" in lines[0]
-    assert "reference global batch is 32" in lines[1] and "--scale-lr" in lines[1]
-    assert args == ["--data-dir", str(tmp_path), "--set", "batch_size=4", "--set", "lr=0.1",
-                    "--set", "distribute=True", "--x"]
-    lines.clear()
-    args, _ = plan_worker_args(None, ["batch_size=4", "lr=0.1"], str(tmp_path), 2, True, say=lines.append)
-    assert "lr 0.1 -> 0.025" in lines[1]
-    assert args[-2:] == ["--set", "lr=0.025"]
-    lines.clear()
-    args, _ = plan_worker_args(None, ["batch_size=4"], str(tmp_path), 8, True, say=lines.append)
-    assert len(lines) == 1 and not any(a.startswith("lr=") for a in args)  # 8 x 4 is the reference: no scaling
-
 
 @pytest.mark.parametrize("env, argv, message", [
     ({"VC_TASK_INDEX": "1"}, [], "VC_WORKER_NUM"),
@@ -259,16 +216,9 @@ def test_bad_environment_or_recipe_is_one_line_and_exit_2(env, argv, message, mo
     assert len(lines) == 1 and message in lines[0], result.output
 
 
-def test_compile_cache_is_keyed_by_everything_that_shapes_the_graph(tmp_path):
-    from incv4.trainer.launcher.launch import compile_cache_dir
-    from incv4.trainer.recipe import load
-
-    recipe = load(None, ["batch_size=4", f"ckpt_save_dir={tmp_path}"])
-    same = compile_cache_dir(load(None, ["batch_size=4", f"ckpt_save_dir={tmp_path}"]), 8, ["--x"])
-    assert compile_cache_dir(recipe, 8, ["--x"]) == same
-    assert same.startswith(str(tmp_path / "compile_cache"))
-    assert compile_cache_dir(load(None, ["batch_size=2", f"ckpt_save_dir={tmp_path}"]), 8, ["--x"]) != same
-    assert compile_cache_dir(recipe, 4, ["--x"]) != same
-    env = worker_env({}, Topology(1, 0, "127.0.0.1", 8118, 2), 1, 600, 1, compile_cache=same)
-    assert env["MS_COMPILER_CACHE_ENABLE"] == "1" and env["MS_COMPILER_CACHE_PATH"] == same
-    assert "MS_COMPILER_CACHE_ENABLE" not in worker_env({}, Topology(1, 0, "127.0.0.1", 8118, 2), 1, 600, 1)
+def test_launch_takes_its_defaults_from_the_shared_options_and_the_contract():
+    params = {param.name: param for param in launch_command.params}
+    assert params["metrics_port"].default == contract.METRICS_PORT
+    assert params["grace_period"].default == contract.LAUNCH_GRACE_PERIOD  # the pod's grace period outlasts it
+    assert params["cluster_timeout"].default == options.CLUSTER_TIMEOUT
+    assert not params["config"].required  # the in-pod command may run on the recipe's defaults

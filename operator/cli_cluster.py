@@ -1,0 +1,321 @@
+"""The cluster commands of `incv4`, modelled on kubectl and vcctl:
+  render     the Volcano Job + recipe ConfigMap for a run (YAML, or -o json), no cluster needed
+  submit     send them (--dry-run / --dry-run=client prints exactly what would be sent; --dry-run=server asks the
+             API server to validate without persisting)
+  list       vcctl's columns; -A for all namespaces
+  status     phase, per-task counts, retries, conditions, reason/message, and training progress from the pods' metrics
+  logs       a pod's log (--rank R or --pod P; -f, --tail N)
+  watch      phase changes until a final phase; exit 0 only for Completed
+  delete     the job and its recipe ConfigMap
+  suspend / resume   Volcano Commands AbortJob / ResumeJob
+The kubernetes client is imported only by the commands that talk to a cluster (through incv4.operator.cluster).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+
+import click
+
+from incv4.operator import job_view
+from incv4.operator.cli_spec import build, spec_options
+from incv4.operator.cluster import FINAL_PHASES, ClusterError  # cheap: the kubernetes client loads on first use
+from incv4.trainer import contract
+from incv4.trainer.contract import METRICS_PORT, METRICS_PORT_NAME, TASK_NAME
+
+
+# ---- shared options ------------------------------------------------------------------------------------------------
+
+def cluster_options(fn):
+    """-n/--namespace, --kubeconfig, --context: as kubectl (namespace defaults to the context's, else 'default')."""
+    fn = click.option("--context", help="kubeconfig context to use [current context].")(fn)
+    fn = click.option("--kubeconfig", envvar="KUBECONFIG", help="Path to the kubeconfig [$KUBECONFIG, ~/.kube/config; "
+                      "in-cluster config inside a pod].")(fn)
+    fn = click.option("-n", "--namespace", help="Namespace [the context's, else default].")(fn)
+    return fn
+
+
+def output_option(*choices):
+    return click.option("-o", "--output", type=click.Choice(choices), default=choices[0], show_default=True,
+                        help="Output format.")
+
+
+def _dump(objects, output: str) -> str:
+    import yaml
+
+    from incv4.trainer.recipe import SAFE_DUMPER
+
+    if output == "json":
+        body = objects[0] if len(objects) == 1 else {"apiVersion": "v1", "kind": "List", "items": list(objects)}
+        return json.dumps(body, indent=2)
+    return "---\n".join(yaml.dump(o, Dumper=SAFE_DUMPER, sort_keys=False, default_flow_style=False)
+                         for o in objects).rstrip("\n")
+
+
+def _connect(namespace, kubeconfig, context):
+    from incv4.operator.cluster import Cluster
+
+    return Cluster(kubeconfig=kubeconfig, context=context, namespace=namespace)
+
+
+# ---- render / submit ------------------------------------------------------------------------------------------------
+
+@click.command()
+@spec_options
+@click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of the rendered objects.")
+@output_option("yaml", "json")
+def render(namespace, output, **params):
+    """Print the Volcano Job and the recipe ConfigMap of a run (no cluster needed)."""
+    from incv4.operator.render import render_all
+
+    job_spec, recipe_text = build(params, namespace)
+    click.echo(_dump(render_all(job_spec, recipe_text), output))
+
+
+@click.command()
+@spec_options
+@cluster_options
+@click.option("--dry-run", type=click.Choice(["none", "client", "server"]), default="none", is_flag=False,
+              flag_value="client", help="client (the default of a bare --dry-run): print what would be sent; "
+              "server: let the API server validate it without persisting.")
+@output_option("name", "yaml", "json")
+def submit(namespace, kubeconfig, context, dry_run, output, **params):
+    """Create the run's recipe ConfigMap and Volcano Job."""
+    from incv4.operator.render import render_all
+
+    job_spec, recipe_text = build(params, namespace)  # a bad spec or recipe fails before any connection
+    if dry_run == "client":
+        click.echo(_dump(render_all(job_spec, recipe_text), "json" if output == "json" else "yaml"))
+        return
+    cluster = _connect(namespace, kubeconfig, context)
+    if not namespace:  # the kubeconfig context's namespace (or the pod's, in-cluster)
+        job_spec = dataclasses.replace(job_spec, namespace=cluster.namespace)
+    configmap, job = render_all(job_spec, recipe_text)
+    name = job_spec.name
+    if dry_run == "server":
+        sent = [cluster.apply_configmap(configmap, dry_run=True), cluster.create_job(job, dry_run=True)]
+        if output == "name":
+            click.echo(f"configmap/{configmap['metadata']['name']} created (server dry run)")
+            click.echo(f"job.batch.volcano.sh/{name} created (server dry run)")
+        else:
+            click.echo(_dump(sent, output))
+        return
+    # Refuse before touching the recipe ConfigMap of a job that is already there.
+    if cluster.job_exists(name, job_spec.namespace):
+        raise ClusterError(f"jobs.batch.volcano.sh {name!r} already exists in namespace {job_spec.namespace} "
+                           f"(delete it first: incv4 delete {name} -n {job_spec.namespace})")
+    cluster.apply_configmap(configmap)
+    try:
+        created = cluster.create_job(job)
+    except Exception:
+        _quietly(lambda: cluster.delete_configmap(configmap["metadata"]["name"], job_spec.namespace))
+        raise
+    # Let Kubernetes' garbage collector remove the recipe with the job (also after ttlSecondsAfterFinished).
+    configmap["metadata"]["ownerReferences"] = [{
+        "apiVersion": job["apiVersion"], "kind": "Job", "name": name, "uid": created["metadata"]["uid"],
+        "blockOwnerDeletion": False}]
+    _quietly(lambda: cluster.replace_configmap(configmap))
+    if output == "name":
+        click.echo(f"configmap/{configmap['metadata']['name']} created")
+        click.echo(f"job.batch.volcano.sh/{name} created")
+    else:
+        click.echo(_dump([created], output))
+
+
+def _quietly(fn):
+    """Best-effort cleanup: report a failure on stderr, keep the original outcome."""
+    try:
+        fn()
+    except Exception as err:  # noqa: BLE001
+        click.echo(f"warning: {err}", err=True)
+
+
+# ---- read commands -------------------------------------------------------------------------------------------------
+
+@click.command("list")
+@cluster_options
+@click.option("-A", "--all-namespaces", is_flag=True, help="List jobs in every namespace.")
+@output_option("table", "yaml", "json")
+def list_jobs(namespace, kubeconfig, context, all_namespaces, output):
+    """List Volcano jobs (vcctl's columns)."""
+    cluster = _connect(namespace, kubeconfig, context)
+    jobs = cluster.list_jobs(all_namespaces=all_namespaces)
+    if output != "table":
+        click.echo(_dump([{"apiVersion": "v1", "kind": "List", "items": jobs}], output))
+        return
+    if not jobs:
+        where = "any namespace" if all_namespaces else f"namespace {cluster.namespace}"
+        click.echo(f"No jobs found in {where}.", err=True)
+        return
+    columns = ["NAME", "AGE", "PHASE", "REPLICAS", "MIN", "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "RETRIES"]
+    if all_namespaces:
+        columns.insert(0, "NAMESPACE")
+    click.echo(job_view.table([job_view.job_row(j) for j in jobs], columns))
+
+
+def _progress(cluster, job: dict, prometheus=None, previous=None):
+    """(progress, None), or (None, one line saying why not). From Prometheus with --prometheus, else from every
+    running pod's /metrics through the API server's pod proxy (each page carries its node's ranks). With the
+    `previous` read, img/s is the rate between the two reads."""
+    from incv4.operator import progress
+
+    name, ns = job["metadata"]["name"], job["metadata"].get("namespace") or cluster.namespace
+    try:
+        if prometheus:
+            return progress.from_prometheus(prometheus, ns, name), None
+        pods = [p for p in cluster.list_job_pods(name, ns) if (p.get("status") or {}).get("phase") == "Running"]
+        if not pods:
+            return None, "progress: no running pod to read metrics from"
+        pages, problem = [], None
+        for pod in pods:
+            try:
+                pages.append(cluster.pod_metrics(pod["metadata"]["name"], _metrics_port(pod), ns))
+            except Exception as err:  # noqa: BLE001 - one unreachable pod must not hide the others
+                problem = err
+        if not pages:
+            raise problem
+        return progress.from_metrics_text(pages, previous=previous), None
+    except Exception as err:  # noqa: BLE001 - progress is a bonus; the job's status is still shown
+        return None, f"progress: unavailable ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+
+
+def _metrics_port(pod: dict) -> int:
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        for port in container.get("ports") or []:
+            if port.get("name") == METRICS_PORT_NAME:
+                return int(port["containerPort"])
+    return METRICS_PORT
+
+
+def _as_dict(progress) -> dict:
+    """An incv4.operator.progress.Progress as a plain dict (its public fields)."""
+    return progress.as_dict() if progress is not None else {}
+
+
+@click.command()
+@click.argument("name")
+@cluster_options
+@click.option("--prometheus", metavar="URL", help="Read progress from this Prometheus instead of the pods.")
+@output_option("table", "yaml", "json")
+def status(name, namespace, kubeconfig, context, prometheus, output):
+    """Phase, per-task counts, retries, conditions and training progress of a job."""
+    cluster = _connect(namespace, kubeconfig, context)
+    job = cluster.get_job(name)
+    progress, problem = (None, None)
+    if job_view.phase(job) in ("Running", "Completing", "Restarting") or prometheus:
+        progress, problem = _progress(cluster, job, prometheus)
+        progress = _as_dict(progress) if progress is not None else None
+    summary = job_view.status_summary(job, cluster.namespace, progress)
+    if problem:
+        click.echo(problem, err=True)
+    click.echo(job_view.status_text(summary) if output == "table" else _dump([summary], output))
+
+
+@click.command()
+@click.argument("name")
+@cluster_options
+@click.option("--rank", type=int, help="Node rank: the pod <name>-worker-<rank> [0].")
+@click.option("--pod", help="A pod name instead of --rank.")
+@click.option("-f", "--follow", is_flag=True, help="Stream the log until the container ends.")
+@click.option("--tail", type=int, help="Only the last N lines.")
+def logs(name, namespace, kubeconfig, context, rank, pod, follow, tail):
+    """Print the log of one of a job's pods (the node's first rank is echoed there by `incv4 launch`)."""
+    if rank is not None and pod:
+        raise click.UsageError("give --rank or --pod, not both")
+    if rank is not None and rank < 0:
+        raise click.BadParameter("must be >= 0", param_hint="--rank")
+    cluster = _connect(namespace, kubeconfig, context)
+    pod = pod or f"{name}-{TASK_NAME}-{rank or 0}"
+    for line in cluster.pod_logs(pod, follow=follow, tail=tail):
+        click.echo(line)
+
+
+@click.command()
+@click.argument("name")
+@cluster_options
+@click.option("--interval", type=click.IntRange(min=1), default=60, show_default=True,
+              help="Seconds between progress lines while the job runs.")
+@click.option("--prometheus", metavar="URL", help="Read progress from this Prometheus instead of the pods.")
+@click.option("--no-progress", is_flag=True, help="Only phase changes.")
+def watch(name, namespace, kubeconfig, context, interval, prometheus, no_progress):
+    """Follow a job's phase until it is final; exit 0 only if it Completed."""
+    cluster = _connect(namespace, kubeconfig, context)
+    last = previous = None
+    for event, job in cluster.watch_job(name, timeout_seconds=interval, ticks=True):
+        if event == "DELETED":
+            click.echo(f"{_now()}  {name}  deleted", err=True)
+            sys.exit(contract.FAILURE)
+        phase = job_view.phase(job)
+        row = job_view.job_row(job)
+        if event != "TICK" and phase != last:
+            click.echo(f"{_now()}  {name}  {phase}  running {row['RUNNING']}  succeeded {row['SUCCEEDED']}  "
+                       f"failed {row['FAILED']}  retries {row['RETRIES']}")
+            last = phase
+        if phase in FINAL_PHASES:
+            _end_watch(name, job, phase)
+        if event == "TICK" and phase == "Running" and not no_progress:
+            progress, problem = _progress(cluster, job, prometheus, previous)
+            if progress is not None:
+                previous = progress
+                click.echo(f"{_now()}  {name}  {job_view.format_progress(_as_dict(progress))}")
+            elif problem:
+                click.echo(problem, err=True)
+
+
+def _end_watch(name: str, job: dict, phase: str) -> None:
+    """A final phase: say why a job did not complete, and exit 0 only for Completed."""
+    state = (job.get("status") or {}).get("state") or {}
+    if phase != "Completed" and (state.get("reason") or state.get("message")):
+        click.echo(f"{name}: {phase}: {state.get('reason') or ''} {state.get('message') or ''}".rstrip(), err=True)
+    sys.exit(contract.OK if phase == "Completed" else contract.FAILURE)
+
+
+def _now() -> str:
+    return time.strftime("%H:%M:%S")
+
+
+# ---- job control ---------------------------------------------------------------------------------------------------
+
+@click.command()
+@click.argument("name")
+@cluster_options
+def delete(name, namespace, kubeconfig, context):
+    """Delete a job (its pods go with it) and its recipe ConfigMap."""
+    from incv4.operator.render import recipe_configmap_name
+
+    cluster = _connect(namespace, kubeconfig, context)
+    cluster.delete_job(name)
+    click.echo(f"job.batch.volcano.sh/{name} deleted")
+    recipe_configmap = recipe_configmap_name(name)
+    if cluster.delete_configmap(recipe_configmap):
+        click.echo(f"configmap/{recipe_configmap} deleted")
+
+
+@click.command()
+@click.argument("name")
+@cluster_options
+def suspend(name, namespace, kubeconfig, context):
+    """Abort a job's pods, keeping the job (Volcano AbortJob); `incv4 resume` brings it back from its checkpoint."""
+    command = _connect(namespace, kubeconfig, context).job_command(name, "AbortJob")
+    click.echo(f"job.batch.volcano.sh/{name} suspended (command {command['metadata'].get('name', 'AbortJob')})")
+
+
+@click.command()
+@click.argument("name")
+@cluster_options
+def resume(name, namespace, kubeconfig, context):
+    """Resume a suspended job (Volcano ResumeJob)."""
+    command = _connect(namespace, kubeconfig, context).job_command(name, "ResumeJob")
+    click.echo(f"job.batch.volcano.sh/{name} resumed (command {command['metadata'].get('name', 'ResumeJob')})")
+
+
+# In `incv4 --help` order.
+COMMANDS = (render, submit, list_jobs, status, logs, watch, delete, suspend, resume)
+
+
+def register(group: click.Group) -> None:
+    """Add the cluster commands to the top-level `incv4` group."""
+    for command in COMMANDS:
+        group.add_command(command)
