@@ -18,6 +18,8 @@ import os
 import time
 from typing import Callable, Iterator, Optional
 
+from incv4.trainer import contract
+
 JOB_GROUP = "batch.volcano.sh"
 JOB_VERSION = "v1alpha1"
 JOB_PLURAL = "jobs"
@@ -31,15 +33,12 @@ FINAL_PHASES = ("Completed", "Failed", "Terminated", "Aborted")
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 IN_CLUSTER_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
-# Exit codes (as in incv4.operator.cli): the server rejected what the user asked for -> 2; anything else -> 1.
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
 
 
 class ClusterError(Exception):
     """An API call failed; `str()` is one line for the user, `exit_code` what the CLI exits with."""
 
-    def __init__(self, message: str, exit_code: int = EXIT_FAILURE, status: Optional[int] = None):
+    def __init__(self, message: str, exit_code: int = contract.FAILURE, status: Optional[int] = None):
         super().__init__(message)
         self.exit_code = exit_code
         self.status = status
@@ -169,7 +168,7 @@ class Cluster:
                 more = f" (and {len(causes) - 1} more)" if len(causes) > 1 else ""
             else:
                 detail, more = message or "invalid", ""
-            return ClusterError(f"invalid {what}: {detail}{more}", exit_code=EXIT_USAGE, status=status)
+            return ClusterError(f"invalid {what}: {detail}{more}", exit_code=contract.USAGE, status=status)
         return ClusterError(f"{verb} {what}{where}: API server error {status} {message}".rstrip(), status=status)
 
     def _call(self, fn: Callable, verb: str, resource: str, name: Optional[str] = None,

@@ -139,7 +139,7 @@ def validate_command(config, data_dir, overrides, ckpt_path, output):
         accuracy = evaluate.run_validate(recipe, recipe.ckpt_path, log=lambda m: click.echo(m, err=True))
     except evaluate.ValidateError as err:
         click.echo(f"error: {err}", err=True)
-        sys.exit(1)
+        sys.exit(contract.FAILURE)
     if output == "json":
         click.echo(json.dumps({**accuracy.as_dict(), "checkpoint": recipe.ckpt_path}))
     else:
@@ -204,12 +204,12 @@ def demo_command(work_dir, workers, train_per_class, val_per_class, overrides, m
     if not entries:  # the training goes on when a checkpoint write fails; its error line above says why
         click.echo(f"error: the demo finished but wrote no checkpoint in {ckpt_dir}, so no evaluation was "
                    f"recorded (see the checkpoint error above)", err=True)
-        sys.exit(1)
+        sys.exit(contract.FAILURE)
     top1 = entries[-1].extra.get("top1")
     chance = 1.0 / recipe.num_classes
     if top1 is None:
         click.echo("error: the demo finished but recorded no evaluation", err=True)
-        sys.exit(1)
+        sys.exit(contract.FAILURE)
     verdict = "above" if top1 > chance else "NOT above"
     click.echo(f"demo result: top-1 {top1 * 100:.1f}% vs chance {chance * 100:.1f}% (1/{recipe.num_classes}): "
                f"{verdict} chance")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from incv4.trainer import contract
-from incv4.trainer.launcher.topology import DEFAULT_LOCAL_WORKERS
+from incv4.trainer.contract import DEFAULT_LOCAL_WORKERS
 
 # Seconds for every peer to join the cluster before the launcher gives up (msrun's --cluster_time_out default).
 CLUSTER_TIMEOUT = 600

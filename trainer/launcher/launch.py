@@ -23,7 +23,7 @@ import sys
 import click
 
 from incv4.trainer import contract, options
-from incv4.trainer.launcher.topology import DEFAULT_LOCAL_WORKERS
+from incv4.trainer.contract import DEFAULT_LOCAL_WORKERS
 
 
 @click.command("launch", context_settings={"ignore_unknown_options": True,

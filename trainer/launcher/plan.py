@@ -11,7 +11,8 @@ import sys
 from typing import Iterable, Optional, Sequence
 
 from incv4.trainer import contract
-from incv4.trainer.launcher.topology import DEFAULT_LOCAL_WORKERS, Topology
+from incv4.trainer.contract import DEFAULT_LOCAL_WORKERS
+from incv4.trainer.launcher.topology import Topology
 from incv4.trainer.options import CLUSTER_TIMEOUT
 
 # What every worker process runs (`python -m ...`).

@@ -15,9 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional
 
-from incv4.trainer.contract import MASTER_PORT, TASK_NAME
+from incv4.trainer.contract import DEFAULT_LOCAL_WORKERS, MASTER_PORT, TASK_NAME
 
-DEFAULT_LOCAL_WORKERS = 8  # one per Ascend NPU
 HOSTS_DIR = "/etc/volcano"  # where the svc plugin mounts its ConfigMap
 LOOPBACK = "127.0.0.1"
 
