@@ -1,7 +1,6 @@
-"""Issue 8, acceptance 1: SIGKILL one worker mid-epoch during a 2-worker CPU run (`incv4 train --workers 2`, the
-real launcher and MindSpore's collectives); relaunching the same command resumes from the last checkpoint and the
-finished run has exactly the planned steps and a final checkpoint that loads. Heavy: run it under
-`flock /tmp/incv4-heavy.lock`."""
+"""SIGKILL one worker mid-epoch during a 2-worker CPU run (`incv4 train --workers 2`, the real launcher and
+MindSpore's collectives); relaunching the same command resumes from the last checkpoint and the finished run has
+exactly the planned steps and a final checkpoint that loads. Heavy: run it under `flock /tmp/incv4-heavy.lock`."""
 from __future__ import annotations
 
 import os
@@ -13,7 +12,8 @@ import time
 
 import pytest
 
-from incv4.trainer.checkpoint import store as checkpoint
+from incv4.trainer.checkpoint import store
+from incv4.trainer.launcher.plan import WORKER_MODULE
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +38,7 @@ def _worker_pids(marker: str) -> dict:
                 state = fh.read().rsplit(b")", 1)[1].split()[0]
         except OSError:
             continue
-        if "incv4.trainer.training.train" in cmdline and marker in cmdline and state != b"Z" and "RANK_ID" in env:
+        if WORKER_MODULE in cmdline and marker in cmdline and state != b"Z" and "RANK_ID" in env:
             found[int(env["RANK_ID"])] = int(entry)
     return found
 
@@ -67,7 +67,8 @@ def test_sigkill_of_a_worker_then_relaunch_resumes_and_finishes_the_plan(tmp_pat
 
     data, ckpt = tmp_path / "data", tmp_path / "ckpt"
     write_demo_dataset(str(data), num_classes=10, train_per_class=4, val_per_class=2, image_size=80)
-    args = ["train", "--workers", "2", "-c", str(repo_root / "configs/inception_v4_cpu_demo.yaml"),
+    args = ["train", "--workers", "2", "--metrics-port", "0",
+            "-c", str(repo_root / "configs/inception_v4_cpu_demo.yaml"),
             "--data-dir", str(data), "--set", f"ckpt_save_dir={ckpt}", "--set", f"epoch_size={EPOCHS}",
             "--set", "log_interval=1", "--set", "warmup_epochs=1", "--set", "decay_epochs=1",
             "--set", "val_while_train=False", "--set", "batch_size=4"]
@@ -87,7 +88,7 @@ def test_sigkill_of_a_worker_then_relaunch_resumes_and_finishes_the_plan(tmp_pat
             os.kill(pid, signal.SIGKILL)
     assert first.returncode not in (0, None), stderr[-2000:]
     assert "rank 1" in stderr
-    assert [e.global_step for e in checkpoint.read_manifest(str(ckpt))] == [STEPS_PER_EPOCH]
+    assert [e.global_step for e in store.read_manifest(str(ckpt))] == [STEPS_PER_EPOCH]
 
     second = _run(args, second_lines)
     assert second.returncode == 0, second.stderr.read()[-3000:]
@@ -99,7 +100,7 @@ def test_sigkill_of_a_worker_then_relaunch_resumes_and_finishes_the_plan(tmp_pat
     assert len(re.findall(r"first step done in [\d.]+ s \(graph compile included\)", out)) == 1
     assert not re.search(r"epoch 1/2 step", out)
     assert f"training finished: {EPOCHS * STEPS_PER_EPOCH} steps" in out
-    final = checkpoint.load_newest(str(ckpt))
-    assert final.position == checkpoint.Position(epoch=EPOCHS, global_step=EPOCHS * STEPS_PER_EPOCH)
+    final = store.load_newest(str(ckpt))
+    assert final.position == store.Position(epoch=EPOCHS, global_step=EPOCHS * STEPS_PER_EPOCH)
     assert "classifier.weight" in final.params and "moments.classifier.weight" in final.params
     assert _worker_pids(str(ckpt)) == {}

@@ -1,16 +1,18 @@
 """End to end on one worker: real InceptionV4 training on demo data (75px, batch 16), interrupted twice and resumed.
 
 One module-scoped story keeps InceptionV4 compiles few (each costs 30-60 s):
-  run A  `incv4 train --workers 1`, a NaN injected at step 2, SIGTERM mid-epoch 1  -> exit 143, mid-epoch checkpoint
-  run B  same command: resumes mid-epoch; checkpoint writes slowed; SIGKILL while the epoch-2 checkpoint is being
-         written                                                                     -> epoch-1 checkpoint intact
-  run C  same command: resumes from epoch 1, finishes                                -> exit 0, exactly the plan
+  run A  the worker process with a NaN injected at step 2 (tests/support/workers/training_nan_worker.py, the real
+         worker with a wrapped loss), SIGTERM mid-epoch 1                          -> exit 143, mid-epoch checkpoint
+  run B  `incv4 train --workers 1`: resumes mid-epoch; checkpoint writes slowed; SIGKILL while the epoch-2
+         checkpoint is being written                                               -> epoch-1 checkpoint intact
+  run C  same command: resumes from epoch 1, finishes                              -> exit 0, exactly the plan
   then   `incv4 validate` on the last checkpoint reports the top-1 run C's last eval reported.
-A separate short run diverges on purpose (NaN losses in a row)."""
+A separate short run of the NaN worker diverges on purpose (NaN losses in a row)."""
 from __future__ import annotations
 
 import json
 import os
+import pathlib
 import re
 import shutil
 import signal
@@ -20,8 +22,8 @@ import time
 
 import pytest
 
-from incv4.trainer.checkpoint import store as checkpoint
 from incv4.trainer import cpu_backend
+from incv4.trainer.checkpoint import store
 
 pytestmark = pytest.mark.e2e
 
@@ -30,6 +32,7 @@ STEPS_PER_EPOCH = 10  # 10 classes x 16 train images / batch 16
 PROGRESS = re.compile(r"^epoch (\d+)/(\d+) step (\d+)/(\d+) loss ([\d.]+|nan|inf) lr ([\d.]+) img/s ([\d.]+) "
                       r"ETA (\d+:\d\d:\d\d|\?)$")
 RUN_TIMEOUT = 900
+NAN_WORKER = str(pathlib.Path(__file__).resolve().parents[1] / "support" / "workers" / "training_nan_worker.py")
 
 
 def _incv4():
@@ -39,11 +42,12 @@ def _incv4():
 class Run:
     """A training process whose stdout is read line by line, so a test can act at a given point."""
 
-    def __init__(self, args, env=None):
+    def __init__(self, args, env=None, command=None):
+        """`incv4 <args>`, or `<command> <args>` when a command is given."""
         # Without the oneDNN cap conftest gives this process: the trainer decides (trainer/cpu_backend.py)
         environ = {k: v for k, v in os.environ.items() if k != cpu_backend.ISA_ENV}
-        self.proc = subprocess.Popen(_incv4() + args, env=dict(environ, **(env or {})), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, bufsize=1)
+        self.proc = subprocess.Popen((command or _incv4()) + args, env=dict(environ, **(env or {})),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
         self.lines = []
         self.deadline = time.monotonic() + RUN_TIMEOUT
 
@@ -75,6 +79,12 @@ class Run:
         self.finish()
 
 
+def _nan_worker(cli_args, nan_at_steps: str) -> Run:
+    """The worker process (what `incv4 train --workers 1` runs in-process) with NaN losses at the given steps."""
+    assert cli_args[:5] == ["train", "--workers", "1", "--metrics-port", "0"]  # the worker serves no metrics
+    return Run(["--nan-at-steps", nan_at_steps] + cli_args[5:], command=[sys.executable, NAN_WORKER])
+
+
 def _losses(lines):
     return [(int(m.group(1)), int(m.group(3)), float(m.group(5))) for m in map(PROGRESS.match, lines) if m]
 
@@ -86,7 +96,8 @@ def story(tmp_path_factory, repo_root):
     work = tmp_path_factory.mktemp("train_e2e")
     data, ckpt = work / "data", work / "ckpt"
     write_demo_dataset(str(data), num_classes=10, train_per_class=16, val_per_class=4, image_size=80)
-    args = ["train", "--workers", "1", "-c", str(repo_root / "configs/inception_v4_cpu_demo.yaml"),
+    args = ["train", "--workers", "1", "--metrics-port", "0",
+            "-c", str(repo_root / "configs/inception_v4_cpu_demo.yaml"),
             "--data-dir", str(data), "--set", f"ckpt_save_dir={ckpt}", "--set", f"epoch_size={EPOCHS}",
             "--set", "keep_checkpoint_max=2", "--set", "log_interval=1", "--set", "warmup_epochs=1",
             "--set", "batch_size=16",  # batch 4 on one worker is too noisy for the loss to fall in 30 steps
@@ -94,13 +105,13 @@ def story(tmp_path_factory, repo_root):
             "--set", "bn_momentum=0.9997", "--set", "bn_recalibrate_steps=4"]  # MindCV's BN + recalibration
     runs = {}
     try:
-        a = runs["a"] = Run(args, {"INCV4_TEST_NAN_AT_STEP": "2"})
+        a = runs["a"] = _nan_worker(args, "2")
         a.wait_for(r"^epoch 1/3 step 4/10 ")
         a.proc.send_signal(signal.SIGTERM)
         a.finish()
         runs["after_a"] = sorted(os.listdir(ckpt))
 
-        b = runs["b"] = Run(args, {checkpoint.SLOW_WRITE_ENV: "20"})
+        b = runs["b"] = Run(args, {store.SLOW_WRITE_ENV: "20"})
         b.wait_for(r"^epoch 2/3 step 10/10 ")
         temporary = None
         deadline = time.monotonic() + 300
@@ -112,7 +123,7 @@ def story(tmp_path_factory, repo_root):
         runs["after_b"] = sorted(os.listdir(ckpt))
 
         c = runs["c"] = Run(args).finish()
-        found = checkpoint.candidates(str(ckpt))
+        found = store.candidates(str(ckpt))
         assert found, (f"run C (exit {c.code}) left no checkpoint in {ckpt}; its last lines:\n"
                        + "\n".join(c.lines[-15:]) + "\n" + c.stderr[-3000:])
         newest = found[0]
@@ -131,12 +142,12 @@ def story(tmp_path_factory, repo_root):
         shutil.rmtree(work, ignore_errors=True)
 
 
-def test_the_trainer_runs_incv4s_cpu_convolution_op(story):
-    # every run says once which convolutions it runs: incv4's op (trainer/cpu_conv.py), so no oneDNN cap
+def test_every_run_caps_onednn_for_mindspores_cpu_convolutions(story):
+    # no cap in the environment (Run removes it): each run sets it before its first kernel and says so once
     for name in "abc":
         lines = story[name].lines
-        assert sum("CPU convolutions: incv4's oneDNN op" in line for line in lines) == 1, lines[:10]
-        assert not any("oneDNN capped" in line for line in lines), lines[:10]
+        assert sum(line.startswith(f"CPU kernels: oneDNN capped at {cpu_backend.ISA_CAP}") for line in lines) == 1, \
+            lines[:10]
 
 
 def test_progress_lines_show_epoch_step_loss_lr_speed_and_eta(story):
@@ -194,9 +205,9 @@ def test_the_finished_run_has_exactly_the_planned_steps_and_keeps_keep_checkpoin
     assert f"training finished: {EPOCHS * STEPS_PER_EPOCH} steps" in "\n".join(c.lines)
     files = sorted(n for n in os.listdir(story["ckpt"]) if n.endswith(".ckpt"))
     assert files == ["incv4-e0002-s000000020.ckpt", "incv4-e0003-s000000030.ckpt"]
-    entries = checkpoint.read_manifest(str(story["ckpt"]))
+    entries = store.read_manifest(str(story["ckpt"]))
     assert [(e.epoch, e.global_step) for e in entries] == [(2, 20), (3, 30)]
-    assert checkpoint.load(str(story["ckpt"] / files[-1])).position.global_step == EPOCHS * STEPS_PER_EPOCH
+    assert store.load(str(story["ckpt"] / files[-1])).position.global_step == EPOCHS * STEPS_PER_EPOCH
     saved = [line for line in c.lines if line.startswith("checkpoint ")]
     assert len(saved) == 2  # one per epoch run C trained (epochs 2 and 3)
 
@@ -219,14 +230,14 @@ def test_validate_reports_the_top1_of_the_last_eval(story):
     top1 = float(re.search(r"top-1 ([\d.]+)%", evals[0]).group(1))
     assert result["samples"] == 40  # 10 classes x 4 val images
     assert f"{result['top1'] * 100:.2f}" == f"{top1:.2f}"
-    entries = checkpoint.read_manifest(str(story["ckpt"]))
+    entries = store.read_manifest(str(story["ckpt"]))
     assert entries[-1].extra["top1"] == pytest.approx(result["top1"])
 
 
 def test_too_many_nonfinite_losses_in_a_row_stop_the_run(story, tmp_path):
     args = [a if not a.startswith("ckpt_save_dir=") else f"ckpt_save_dir={tmp_path / 'ckpt'}"
             for a in story["args"]] + ["--set", "max_nonfinite_steps=3"]
-    run = Run(args, {"INCV4_TEST_NAN_AT_STEP": "2,4,5,6"}).finish()
+    run = _nan_worker(args, "2,4,5,6").finish()
     assert run.code == 4, run.stderr
     warnings = [line for line in run.stderr.splitlines() if line.startswith("warning: non-finite")]
     assert [int(w.split("step ")[1].split(" ")[0]) for w in warnings] == [2, 4, 5, 6]

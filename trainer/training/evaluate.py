@@ -42,7 +42,7 @@ def topk_counts(logits: np.ndarray, labels: np.ndarray, k: int = 5) -> tuple[int
 def evaluate(network, dataset, batch_size: int, rank_size: int = 1,
              before_first_call: Optional[Callable] = None) -> Accuracy:
     """Accuracy of `network` (set to eval mode here) over `dataset` summed over all `rank_size` ranks.
-    `before_first_call(network, batch)` runs once before the eval graph's first call (compile sharing, train.py)."""
+    `before_first_call(network, batch)` runs once before the eval graph's first call (compile sharing)."""
     import mindspore as ms
 
     network.set_train(False)
@@ -86,10 +86,10 @@ def run_validate(recipe, ckpt_path: str, log: Callable[[str], None] = print) -> 
     import mindspore as ms
 
     from incv4.trainer import cpu_backend
-    from incv4.trainer.data import pipeline as data
-    from incv4.trainer.model import inception_v4 as model
+    from incv4.trainer.data import pipeline
+    from incv4.trainer.model.inception_v4 import inception_v4
     from incv4.trainer.recipe import RecipeError
-    from incv4.trainer.training.train import choose_device
+    from incv4.trainer.training.world import choose_device
 
     if not ckpt_path:
         raise RecipeError("recipe key 'ckpt_path': validate needs a checkpoint (give --ckpt-path)")
@@ -98,9 +98,9 @@ def run_validate(recipe, ckpt_path: str, log: Callable[[str], None] = print) -> 
     device = choose_device(recipe.device_target, log)
     cpu_backend.prepare(device, log)  # before MindSpore runs a kernel
     ms.set_context(mode=ms.GRAPH_MODE if recipe.mode == 0 else ms.PYNATIVE_MODE, device_target=device)
-    network = model.inception_v4(num_classes=recipe.num_classes, in_channels=recipe.in_channels,
-                                  drop_rate=recipe.drop_rate or 0.0, bn_momentum=recipe.bn_momentum,
-                                  bn_beta_init=recipe.bn_beta_init)
+    network = inception_v4(num_classes=recipe.num_classes, in_channels=recipe.in_channels,
+                           drop_rate=recipe.drop_rate or 0.0, bn_momentum=recipe.bn_momentum,
+                           bn_beta_init=recipe.bn_beta_init)
     try:
         params = ms.load_checkpoint(ckpt_path, crc_check=True)
     except Exception as err:
@@ -114,8 +114,8 @@ def run_validate(recipe, ckpt_path: str, log: Callable[[str], None] = print) -> 
     if missing:
         raise ValidateError(f"checkpoint '{ckpt_path}' lacks {len(missing)} network parameters "
                             f"(e.g. {missing[0]})")
-    dataset = data.create_eval_dataset(recipe, 0, 1, normalize=False)
-    return evaluate(data.with_normalizer(recipe, network), dataset, recipe.batch_size, rank_size=1)
+    dataset = pipeline.create_eval_dataset(recipe, 0, 1, normalize=False)
+    return evaluate(pipeline.with_normalizer(recipe, network), dataset, recipe.batch_size, rank_size=1)
 
 
 class ValidateError(RuntimeError):

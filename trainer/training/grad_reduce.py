@@ -1,8 +1,8 @@
 """Gradient averaging across ranks in a few large all-reduces instead of one per parameter.
 
-InceptionV4 has 449 trainable tensors. MindSpore's `nn.DistributedGradReducer` issues one AllReduce per tensor; on
-the CPU each one is a round of messages between all ranks, so 8 workers on one host spent most of a step waiting on
-449 latency-bound collectives. Here the gradients are flattened into a few buckets (consecutive parameters of one
+MindSpore's `nn.DistributedGradReducer` issues one AllReduce per tensor (InceptionV4 has 449); on the CPU each one
+is a round of messages between all ranks, so with several workers on one host those latency-bound collectives
+dominate a step. Here the gradients are flattened into a few buckets (consecutive parameters of one
 dtype, up to `bucket_bytes` each), each bucket is summed with one AllReduce and divided by the world size, and the
 pieces are cut back to their shapes. The result is the same mean `DistributedGradReducer(mean=True)` gives.
 """

@@ -48,8 +48,8 @@ def main(argv=None) -> int:
     import mindspore as ms
     from mindspore import Tensor, nn, ops
 
-    from incv4.trainer.launcher.launch import apply_worker_settings
-    from incv4.trainer.training.train import build_train_step
+    from incv4.trainer.launcher.environment import apply_worker_settings
+    from incv4.trainer.training.step import build_train_step
 
     apply_worker_settings()
     ms.set_device("CPU")
@@ -78,10 +78,10 @@ def main(argv=None) -> int:
     # incv4's own train step (gradient mean across ranks, update when finite), so the probe checks what training runs.
     train_step = build_train_step(net, loss, nn.SGD(net.trainable_params(), learning_rate=args.lr), loss_scale=1.0,
                                   rank_size=world, check_gradients=False, grad_bucket_bytes=args.bucket_bytes)
-    no_gain, update, no_stop = Tensor(np.float32(1.0)), Tensor(True), Tensor(np.float32(0.0))
+    update, no_stop = Tensor(True), Tensor(np.float32(0.0))
 
     def step(images, labels):
-        return train_step(images, labels, no_gain, update, no_stop)[0]
+        return train_step(images, labels, update, no_stop)[0]
     all_reduce = ops.AllReduce() if distributed else None
 
     data_rng = np.random.RandomState(99)

@@ -1,6 +1,6 @@
-"""The real trainer (`incv4.trainer.training.train`), unchanged, plus one thing for tests and measurements: after training,
-every rank writes its final parameters to $INCV4_DUMP_DIR/params_rank<r>.npz (the trainer itself checkpoints from
-rank 0 only), so a test can check that all ranks hold identical weights.
+"""The real worker (`python -m incv4.trainer.training.worker`), unchanged, plus one thing for tests and
+measurements: after training, every rank writes its final parameters to $INCV4_DUMP_DIR/params_rank<r>.npz (the
+trainer itself checkpoints from rank 0 only), so a test can check that all ranks hold identical weights.
 
 INCV4_KEEP_MINDSPORE_THREADS=1 skips the launcher's per-worker thread settings (to measure what they give).
 """
@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import sys
 
-from incv4.trainer.launcher import launch
-from incv4.trainer.training import train
+from incv4.trainer.launcher.environment import apply_worker_settings
+from incv4.trainer.training import step, worker
 
 _train_steps = []
-_build_train_step = train.build_train_step
+_build_train_step = step.build_train_step
 
 
 def _capturing_build_train_step(*args, **kwargs):
@@ -23,10 +23,10 @@ def _capturing_build_train_step(*args, **kwargs):
 
 
 def main() -> int:
-    train.build_train_step = _capturing_build_train_step
+    step.build_train_step = _capturing_build_train_step
     if os.environ.get("INCV4_KEEP_MINDSPORE_THREADS") != "1":
-        launch.apply_worker_settings()
-    code = train.main(sys.argv[1:])
+        apply_worker_settings()
+    code = worker.main(sys.argv[1:])
     dump_dir = os.environ.get("INCV4_DUMP_DIR")
     if code == 0 and dump_dir and _train_steps:
         import numpy as np

@@ -17,7 +17,7 @@ import pytest
 ms = pytest.importorskip("mindspore")
 from mindspore import nn  # noqa: E402
 
-from incv4.trainer.checkpoint import store as checkpoint  # noqa: E402
+from incv4.trainer.checkpoint import store  # noqa: E402
 from incv4.trainer.checkpoint.store import CheckpointWriter, Position  # noqa: E402
 
 
@@ -48,13 +48,13 @@ def test_save_is_complete_named_and_listed_in_the_manifest(tmp_path):
     path = writer.save(_net(1.5), Position(epoch=2, global_step=40, step_in_epoch=0), {"top1": 0.5})
     assert path == str(tmp_path / "incv4-e0002-s000000040.ckpt")
     assert _ckpt_files(tmp_path) == ["incv4-e0002-s000000040.ckpt"]  # no temporary left behind
-    manifest = json.loads((tmp_path / checkpoint.MANIFEST).read_text())
+    manifest = json.loads((tmp_path / store.MANIFEST).read_text())
     assert manifest["latest"] == "incv4-e0002-s000000040.ckpt"
     assert manifest["checkpoints"][0]["extra"] == {"top1": 0.5}
-    loaded = checkpoint.load_newest(str(tmp_path), log=messages.append)
+    loaded = store.load_newest(str(tmp_path), log=messages.append)
     assert loaded.position == Position(epoch=2, global_step=40, step_in_epoch=0)
     assert np.allclose(loaded.params["weight"].asnumpy(), 1.5)
-    assert checkpoint.EPOCH_KEY not in loaded.params  # incv4's position never reaches load_param_into_net
+    assert store.EPOCH_KEY not in loaded.params  # incv4's position never reaches load_param_into_net
     assert len(metrics.saved) == 1 and metrics.failed == 0 and messages == []
 
 
@@ -63,7 +63,7 @@ def test_only_the_newest_keep_max_are_kept(tmp_path):
     for epoch in range(1, 5):
         writer.save(_net(float(epoch)), Position(epoch=epoch, global_step=10 * epoch))
     assert _ckpt_files(tmp_path) == ["incv4-e0003-s000000030.ckpt", "incv4-e0004-s000000040.ckpt"]
-    names = [e.name for e in checkpoint.read_manifest(str(tmp_path))]
+    names = [e.name for e in store.read_manifest(str(tmp_path))]
     assert names == _ckpt_files(tmp_path)
 
 
@@ -76,7 +76,7 @@ def test_a_damaged_newest_checkpoint_is_skipped_for_the_previous_one(tmp_path):
     data[len(data) // 2] ^= 0xFF  # one flipped byte: MindSpore's CRC check must catch it
     open(newest, "wb").write(bytes(data))
     messages = []
-    loaded = checkpoint.load_newest(str(tmp_path), log=messages.append)
+    loaded = store.load_newest(str(tmp_path), log=messages.append)
     assert loaded.position.epoch == 1 and np.allclose(loaded.params["weight"].asnumpy(), 1.0)
     assert len(messages) == 1 and "warning" in messages[0] and "incv4-e0002-s000000020.ckpt" in messages[0]
 
@@ -88,7 +88,7 @@ def test_a_truncated_checkpoint_is_skipped_too(tmp_path):
     os.chmod(newest, 0o600)
     with open(newest, "r+b") as fh:
         fh.truncate(os.path.getsize(newest) // 3)
-    loaded = checkpoint.load_newest(str(tmp_path), log=lambda m: None)
+    loaded = store.load_newest(str(tmp_path), log=lambda m: None)
     assert loaded.position.global_step == 10
 
 
@@ -108,7 +108,7 @@ def test_full_disk_is_one_clear_error_and_a_metric_and_the_previous_stays_newest
     assert len(messages) == 1 and "no space left on the device" in messages[0] and "\n" not in messages[0]
     assert _ckpt_files(tmp_path) == ["incv4-e0001-s000000010.ckpt"]
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]
-    assert checkpoint.read_manifest(str(tmp_path))[-1].global_step == 10
+    assert store.read_manifest(str(tmp_path))[-1].global_step == 10
 
 
 def test_a_disk_too_small_for_the_kept_checkpoints_is_named_at_the_start(tmp_path, monkeypatch):
@@ -142,17 +142,17 @@ def test_a_disk_too_small_for_the_kept_checkpoints_is_named_at_the_start(tmp_pat
 def test_without_a_manifest_complete_files_are_found_and_temporaries_ignored(tmp_path):
     writer = CheckpointWriter(str(tmp_path), keep_max=5, log=lambda m: None)
     writer.save(_net(1.0), Position(epoch=1, global_step=10))
-    os.remove(tmp_path / checkpoint.MANIFEST)
+    os.remove(tmp_path / store.MANIFEST)
     (tmp_path / ".tmp-incv4-e0002-s000000020.ckpt").write_bytes(b"half written")
-    assert [e.name for e in checkpoint.candidates(str(tmp_path))] == ["incv4-e0001-s000000010.ckpt"]
-    checkpoint.remove_stale_temporaries(str(tmp_path))
+    assert [e.name for e in store.candidates(str(tmp_path))] == ["incv4-e0001-s000000010.ckpt"]
+    store.remove_stale_temporaries(str(tmp_path))
     assert _ckpt_files(tmp_path) == ["incv4-e0001-s000000010.ckpt"]
-    assert checkpoint.load_newest(str(tmp_path)).position.global_step == 10
+    assert store.load_newest(str(tmp_path)).position.global_step == 10
 
 
 def test_an_empty_or_missing_directory_has_nothing_to_resume(tmp_path):
-    assert checkpoint.load_newest(str(tmp_path / "absent")) is None
-    assert checkpoint.load_newest(str(tmp_path)) is None
+    assert store.load_newest(str(tmp_path / "absent")) is None
+    assert store.load_newest(str(tmp_path)) is None
 
 
 def test_a_kill_during_a_slowed_write_leaves_the_previous_checkpoint_newest(tmp_path):
@@ -168,7 +168,7 @@ def test_a_kill_during_a_slowed_write_leaves_the_previous_checkpoint_newest(tmp_
         CheckpointWriter({str(tmp_path)!r}, keep_max=5).save(net, Position(epoch=2, global_step=20))
         print("finished", flush=True)
     """)
-    env = dict(os.environ, **{checkpoint.SLOW_WRITE_ENV: "60"})
+    env = dict(os.environ, **{store.SLOW_WRITE_ENV: "60"})
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
     try:
         temporary = tmp_path / ".tmp-incv4-e0002-s000000020.ckpt"
@@ -184,18 +184,18 @@ def test_a_kill_during_a_slowed_write_leaves_the_previous_checkpoint_newest(tmp_
             proc.wait()
     assert "finished" not in proc.stdout.read()
     assert _ckpt_files(tmp_path) == ["incv4-e0001-s000000010.ckpt"]
-    assert checkpoint.read_manifest(str(tmp_path))[-1].global_step == 10
-    checkpoint.remove_stale_temporaries(str(tmp_path))  # what the next start does first
+    assert store.read_manifest(str(tmp_path))[-1].global_step == 10
+    store.remove_stale_temporaries(str(tmp_path))  # what the next start does first
     assert not temporary.exists()
-    loaded = checkpoint.load_newest(str(tmp_path))
+    loaded = store.load_newest(str(tmp_path))
     assert loaded.position.global_step == 10 and np.allclose(loaded.params["weight"].asnumpy(), 1.0)
 
 
 def test_set_aside_moves_another_runs_checkpoints_out_of_the_way(tmp_path):
     writer = CheckpointWriter(str(tmp_path), keep_max=5, log=lambda m: None)
     writer.save(_net(1.0), Position(epoch=3, global_step=30))
-    moved = checkpoint.set_aside(str(tmp_path))
+    moved = store.set_aside(str(tmp_path))
     assert moved and os.path.dirname(moved) == str(tmp_path)
-    assert sorted(os.listdir(moved)) == ["incv4-e0003-s000000030.ckpt", checkpoint.MANIFEST]
-    assert checkpoint.load_newest(str(tmp_path)) is None  # a fresh run no longer sees the old one
-    assert checkpoint.set_aside(str(tmp_path)) is None
+    assert sorted(os.listdir(moved)) == ["incv4-e0003-s000000030.ckpt", store.MANIFEST]
+    assert store.load_newest(str(tmp_path)) is None  # a fresh run no longer sees the old one
+    assert store.set_aside(str(tmp_path)) is None

@@ -1,0 +1,48 @@
+"""Fine-tuning (MindCV's ckpt_path): weights load by name; parameters of another shape keep their fresh values and
+are named in the log line; a missing checkpoint is a one-line recipe error."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+ms = pytest.importorskip("mindspore")
+from mindspore import nn  # noqa: E402
+
+from incv4.trainer.model.finetune import load_finetune_weights  # noqa: E402
+from incv4.trainer.recipe import RecipeError  # noqa: E402
+
+
+class Tiny(nn.Cell):
+    def __init__(self, classes=5):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, has_bias=False)
+        self.bn = nn.BatchNorm2d(4)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Dense(4, classes)
+
+    def construct(self, x):
+        return self.fc(self.flatten(self.pool(self.bn(self.conv(x)))))
+
+
+def test_finetuning_loads_matching_weights_and_reinitialises_a_different_classifier(tmp_path):
+    source = Tiny(classes=7)  # another num_classes
+    source.conv.weight.set_data(ms.Tensor(np.full(source.conv.weight.shape, 0.25, np.float32)))
+    ms.save_checkpoint(source, str(tmp_path / "pretrained.ckpt"))
+    target = Tiny()
+    fresh_fc = target.fc.weight.asnumpy().copy()
+    lines = []
+    load_finetune_weights(target, str(tmp_path / "pretrained.ckpt"), lines.append)
+    assert np.allclose(target.conv.weight.asnumpy(), 0.25)
+    assert np.array_equal(target.fc.weight.asnumpy(), fresh_fc)
+    assert len(lines) == 1 and lines[0].startswith(f"fine-tuning from {tmp_path / 'pretrained.ckpt'}: loaded ")
+    assert "re-initialised 2: fc.weight (checkpoint (7, 4), network (5, 4))" in lines[0] and "fc.bias" in lines[0]
+    with pytest.raises(RecipeError, match="ckpt_path.*does not exist"):
+        load_finetune_weights(target, str(tmp_path / "absent.ckpt"), lines.append)
+
+
+def test_a_checkpoint_of_another_network_is_a_recipe_error(tmp_path):
+    other = nn.Dense(3, 2)
+    ms.save_checkpoint(other, str(tmp_path / "other.ckpt"))
+    with pytest.raises(RecipeError, match="ckpt_path.*has no parameter of this network"):
+        load_finetune_weights(Tiny(), str(tmp_path / "other.ckpt"), lambda _line: None)

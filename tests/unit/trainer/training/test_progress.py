@@ -1,0 +1,104 @@
+"""Progress reporting on its own, with a fake clock: the compile line and its exclusion from speed and ETA, the
+progress line's exact format at log_interval and at an epoch's end, and the per-step metrics."""
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+
+import pytest
+
+from incv4.trainer.checkpoint.store import Position
+from incv4.trainer.training.progress import ProgressReporter, format_eta
+
+# the format tests/e2e read
+PROGRESS = re.compile(r"^epoch (\d+)/(\d+) step (\d+)/(\d+) loss ([\d.]+|nan|inf) lr ([\d.]+) img/s ([\d.]+) "
+                      r"ETA (\d+:\d\d:\d\d|\?)$")
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+class Metric:
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        return lambda *args: self.calls.append((name, args))
+
+
+def _reporter(log_interval=2, epochs=2, steps_per_epoch=4, world_size=2):
+    recipe = SimpleNamespace(batch_size=8, epoch_size=epochs, log_interval=log_interval)
+    lines, clock, metric = [], Clock(), Metric()
+    lrs = [0.1 * (i + 1) for i in range(epochs * steps_per_epoch)]
+    return ProgressReporter(recipe, world_size, steps_per_epoch, lrs, metric, lines.append, clock), lines, clock, metric
+
+
+def _step(reporter, clock, position, loss, wait=0.5, seconds=2.0):
+    clock.now += wait
+    first = reporter.step_starting()
+    clock.now += seconds
+    position.global_step += 1
+    position.step_in_epoch += 1
+    reporter.step_finished(position, loss)
+    reporter.report(position, loss)
+    return first
+
+
+def test_the_first_step_is_the_compile_and_stays_out_of_speed_and_eta():
+    reporter, lines, clock, metric = _reporter()
+    position = Position()
+    reporter.epoch_started()
+    assert _step(reporter, clock, position, 2.5, seconds=30.0) is True
+    assert lines == ["first step done in 30.0 s (graph compile included)"]
+    assert ("compile_finished", (30.0,)) in metric.calls
+    assert _step(reporter, clock, position, 2.0) is False
+    # step 2 is a log_interval step, and the interval holds one timed step (2.5 s: the data wait and the step)
+    assert PROGRESS.match(lines[-1]), lines
+    assert lines[-1] == "epoch 1/2 step 2/4 loss 2.0000 lr 0.200000 img/s 6.4 ETA 0:00:15"
+
+
+def test_lines_come_at_log_interval_and_at_the_epochs_end():
+    reporter, lines, clock, _ = _reporter(log_interval=3, steps_per_epoch=4)
+    position = Position()
+    reporter.epoch_started()
+    for _ in range(4):
+        _step(reporter, clock, position, 1.0)
+    steps = [int(PROGRESS.match(line).group(3)) for line in lines if PROGRESS.match(line)]
+    assert steps == [3, 4]
+    assert lines[-1].endswith("ETA 0:00:10")  # 4 steps left at 2.5 s each
+
+
+def test_log_interval_zero_prints_no_progress_lines_but_counts_every_step():
+    reporter, lines, clock, metric = _reporter(log_interval=0)
+    position = Position()
+    reporter.epoch_started()
+    for _ in range(3):
+        _step(reporter, clock, position, 1.0, wait=0.25)
+    assert not any(PROGRESS.match(line) for line in lines)
+    steps = [args for name, args in metric.calls if name == "steps_done"]
+    assert [args[6] for args in steps] == [1, 2, 3]  # global step
+    assert steps[-1] == (1, 2.0, 8, 0.25, 1.0, pytest.approx(0.3), 3, 1)  # steps, s, batch, wait, loss, lr, step, epoch
+
+
+def test_the_last_step_has_no_time_left_and_the_summary_names_the_accuracy():
+    reporter, lines, clock, _ = _reporter(log_interval=1, epochs=1, steps_per_epoch=3)
+    position = Position()
+    reporter.epoch_started()
+    for _ in range(3):
+        _step(reporter, clock, position, 1.0)
+    assert lines[-1].endswith("ETA 0:00:00")
+    reporter.finished(3, SimpleNamespace(top1=0.8125, top5=1.0))
+    assert lines[-1] == "training finished: 3 steps, top-1 81.25% top-5 100.00%"
+    reporter.finished(3, None)
+    assert lines[-1] == "training finished: 3 steps"
+
+
+@pytest.mark.parametrize("seconds, text", [(0, "0:00:00"), (59.9, "0:00:59"), (3661, "1:01:01"),
+                                           (float("inf"), "?"), (float("nan"), "?"), (-1, "?")])
+def test_format_eta(seconds, text):
+    assert format_eta(seconds) == text

@@ -1,0 +1,109 @@
+"""The training loop: epochs of compiled train steps over a built Run (run.py), through small collaborators
+(progress reporting, the divergence guard, evaluation, the checkpoint policy), until the plan is done, the run
+diverges or SIGTERM stops it.
+
+The step is a Python loop over the compiled train-step cell, on every device. Dataset sink mode is not used: the
+CPU has no device queue, and the per-step loop is what gives per-step SIGTERM, NaN and progress handling. The
+train step skips the update of a non-finite step and all-reduces the stop flag, so every rank stops after the
+same step when one of them got SIGTERM."""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+from incv4.trainer import contract
+from incv4.trainer.checkpoint.policy import CheckpointPolicy
+from incv4.trainer.recipe import Recipe, RecipeError
+from incv4.trainer.training.console import log, log_error
+from incv4.trainer.training.divergence import DivergenceGuard
+from incv4.trainer.training.periodic_eval import PeriodicEvaluation
+from incv4.trainer.training.progress import ProgressReporter
+from incv4.trainer.training.run import Run, build_run
+from incv4.trainer.training.stop import StopRequest
+from incv4.trainer.training.world import world_from_env
+
+
+def train(recipe: Recipe, resume: bool = True, scale_lr: bool = False, metrics_port: int = 0) -> int:
+    """Run (or continue) the recipe's training in this process, alone or as one rank of the launcher's workers.
+    Returns an exit code (trainer/contract.py)."""
+    stop = StopRequest()
+    stop.install()
+    rank, rank_size = world_from_env()
+    try:
+        return run_epochs(build_run(recipe, rank, rank_size, resume, scale_lr, metrics_port), stop)
+    except RecipeError as err:
+        log_error(f"error: {err}")
+        return contract.USAGE
+
+
+def run_epochs(run: Run, stop: StopRequest) -> int:
+    """Train `run` from its position to the end of its plan. Returns OK, DIVERGED or TERMINATED."""
+    import mindspore as ms
+
+    recipe, position = run.recipe, run.position
+    if position.global_step >= run.total_steps:
+        run.say(f"nothing to do: the newest checkpoint is at step {position.global_step} of {run.total_steps}")
+        return contract.OK
+    saving, evaluation, progress = _checkpoint_policy(run), _evaluation(run), _progress(run)
+    guard = DivergenceGuard(recipe.max_nonfinite_steps, run.metric)
+    update = ms.Tensor(True)
+    run.say(f"training {recipe.name}: {recipe.epoch_size} epochs x {run.steps_per_epoch} steps, {run.rank_size} "
+            f"worker(s), device {run.device}, mode {'graph' if recipe.mode == 0 else 'pynative'}, "
+            f"amp {run.amp_level}")
+    while position.epoch < recipe.epoch_size:
+        batches = run.epoch_batches(position.epoch, skip=position.step_in_epoch)
+        progress.epoch_started()
+        for images, labels in batches:
+            stop_flag = stop.flag()
+            if progress.step_starting():  # the first step compiles the graph
+                run.sharing.before_first_call(run.train_step, images, labels, update, stop_flag)
+            loss, finite, stop_any = run.train_step(images, labels, update, stop_flag)
+            loss_value = float(loss.asnumpy())
+            position.global_step += 1
+            position.step_in_epoch += 1
+            progress.step_finished(position, loss_value)
+            if guard.diverged(bool(finite.asnumpy()) and math.isfinite(loss_value), position.global_step):
+                return contract.DIVERGED
+            progress.report(position, loss_value)
+            if stop.agreed(stop_any, run.rank_size):
+                saving.on_stop(run.train_step, position)
+                run.say(f"stopped by SIGTERM at step {position.global_step}/{run.total_steps}")
+                return contract.TERMINATED
+        position.epoch, position.step_in_epoch = position.epoch + 1, 0
+        saving.after_epoch(run.train_step, position, evaluation.after_epoch(position.epoch))
+    progress.finished(position.global_step, evaluation.last)
+    return contract.OK
+
+
+def _checkpoint_policy(run: Run) -> CheckpointPolicy:
+    """Rank 0 writes; it warns at the start when the disk cannot hold the checkpoints the run keeps."""
+    from incv4.trainer.checkpoint.store import CheckpointWriter
+
+    writer = None
+    if run.rank == 0:
+        writer = CheckpointWriter(run.recipe.ckpt_save_dir, run.recipe.keep_checkpoint_max, metrics=run.metric,
+                                  log=log)
+        writer.warn_if_short_of_space(run.train_step)
+    return CheckpointPolicy(writer, run.recipe.ckpt_save_interval, run.recipe.epoch_size, run.say)
+
+
+def _evaluation(run: Run) -> PeriodicEvaluation:
+    return PeriodicEvaluation(run.recipe, run.evaluate, _recalibration(run), run.sharing.before_first_call,
+                              run.metric, run.say)
+
+
+def _recalibration(run: Run) -> Optional[Callable[[int], None]]:
+    """BatchNorm recalibration before each evaluation when the recipe asks for it, from batches of their own
+    seeds (apart from the epochs' data)."""
+    passes = run.recipe.bn_recalibrate_steps
+    if passes <= 0:
+        return None
+    from incv4.trainer.training import bn_recalibration
+
+    recalibrator = bn_recalibration.BatchNormRecalibrator(run.network)
+    return lambda epochs_done: bn_recalibration.recalibrate(
+        recalibrator, run.train_step, lambda round_: run.epoch_batches(10_000 + epochs_done * 100 + round_), passes)
+
+
+def _progress(run: Run) -> ProgressReporter:
+    return ProgressReporter(run.recipe, run.rank_size, run.steps_per_epoch, run.lr_schedule, run.metric, run.say)

@@ -1,0 +1,183 @@
+"""Building a run: the device and the world (rank, world size, collectives), the network (fine-tuned from
+ckpt_path if given), the optimizer and the compiled train step, the metrics, and where the run starts (a resumed
+checkpoint or the beginning). The loop (loop.py) then trains it.
+
+Every rank builds the same network from the same seed, so all ranks start from identical weights; each rank reads
+its own shard; the global batch is batch_size x world size (MindCV's data parallel)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from incv4.trainer.checkpoint.store import Position
+from incv4.trainer.recipe import Recipe
+from incv4.trainer.training.console import log, log_error, quiet
+from incv4.trainer.training.world import set_up_device
+
+
+@dataclass
+class Run:
+    recipe: Recipe
+    rank: int
+    rank_size: int
+    device: str
+    amp_level: str
+    network: object  # the normalising network the train step trains and evaluation evaluates
+    train_step: object
+    lr_schedule: list
+    steps_per_epoch: int
+    train_folder: object
+    sharing: object  # compile_share.CompileSharing
+    metric: object  # metrics.exporter.TrainerMetrics
+    position: Position
+    say: Callable[[str], None]  # progress lines: rank 0 only (errors go out from every rank)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.recipe.epoch_size
+
+    def epoch_batches(self, epoch: int, skip: int = 0):
+        """The epoch's training batches. The data order is fixed by (seed, epoch) and the augmentations draw from
+        a dataset seed set per epoch, so a resumed run sees the epoch's data again; a mid-epoch resume skips the
+        batches already trained on."""
+        import mindspore.dataset as ds
+
+        from incv4.trainer.data import pipeline
+
+        ds.config.set_seed(self.recipe.seed + epoch)
+        dataset, _ = pipeline.create_train_dataset(self.recipe, self.rank, self.rank_size, epoch=epoch,
+                                                   folder=self.train_folder, normalize=False)
+        if skip:
+            dataset = dataset.skip(skip)
+        return dataset.create_tuple_iterator(num_epochs=1)
+
+    def evaluate(self, before_first_call: Optional[Callable] = None):
+        """Top-1/top-5 over the whole val split (each rank its shard, counts summed)."""
+        from incv4.trainer.data import pipeline
+        from incv4.trainer.training import evaluate
+
+        dataset = pipeline.create_eval_dataset(self.recipe, self.rank, self.rank_size, normalize=False)
+        return evaluate.evaluate(self.network, dataset, self.recipe.batch_size, self.rank_size,
+                                 before_first_call=before_first_call)
+
+
+def build_run(recipe: Recipe, rank: int, rank_size: int, resume: bool = True, scale_lr: bool = False,
+              metrics_port: int = 0) -> Run:
+    """Raises RecipeError (one line) for bad data, a bad fine-tune checkpoint or a resume checkpoint of another
+    network."""
+    _check_data(recipe)  # before MindSpore does anything
+    import mindspore as ms
+
+    from incv4.trainer.checkpoint.resume import starting_position
+    from incv4.trainer.data import pipeline
+    from incv4.trainer.launcher.compile_share import CompileSharing
+
+    device, rank, rank_size = set_up_device(recipe, rank, rank_size)
+    say = log if rank == 0 else quiet
+    sharing = CompileSharing.from_env(rank, device, log=log)  # one graph compile per node, not per worker
+    amp_level = _amp_level(recipe, device, say)
+    _note_sink_mode(recipe, say)
+    if rank_size == 1:  # under the launcher, the launcher logs the global batch and applies --scale-lr
+        recipe = _scale_lr_alone(recipe, scale_lr, say)
+    ms.set_seed(recipe.seed)  # identical initial weights on every rank
+    train_folder = pipeline.list_image_folder(recipe.data_dir, recipe.train_split)
+    _, steps_per_epoch = pipeline.create_train_dataset(recipe, rank, rank_size, folder=train_folder)
+    network = _build_network(recipe, amp_level)
+    lr_schedule, train_step = _build_train_step(recipe, network, steps_per_epoch, rank_size, amp_level)
+    metric = _start_metrics(recipe, rank, rank_size, metrics_port, steps_per_epoch)
+    run = Run(recipe, rank, rank_size, device, amp_level, network, train_step, lr_schedule, steps_per_epoch,
+              train_folder, sharing, metric, Position(), say)
+    run.position = starting_position(recipe.ckpt_save_dir, train_step, rank, resume, run.total_steps, say)
+    return run
+
+
+def _check_data(recipe: Recipe) -> None:
+    from incv4.trainer.data import pipeline
+    from incv4.trainer.recipe import require_data_dir
+
+    splits = [recipe.train_split] + ([recipe.val_split] if recipe.val_while_train else [])
+    require_data_dir(recipe, splits)
+    pipeline.check_image_folder(recipe.data_dir, splits)  # bad data stops here: DataError is a RecipeError
+
+
+def _amp_level(recipe: Recipe, device: str, say: Callable[[str], None]) -> str:
+    if device == "CPU" and recipe.amp_level != "O0":
+        say(f"amp_level {recipe.amp_level}: the CPU has no float16 kernels for this network; using O0 (float32)")
+        return "O0"
+    return recipe.amp_level
+
+
+def _note_sink_mode(recipe: Recipe, say: Callable[[str], None]) -> None:
+    # The per-step Python loop is what gives per-step SIGTERM, NaN and progress handling; on Ascend it costs one
+    # host round trip per step.
+    if recipe.dataset_sink_mode:
+        say("dataset_sink_mode: stepping per batch from Python instead (CPU has no device queue; the per-step "
+            "loop gives SIGTERM, NaN and progress handling)")
+
+
+def _scale_lr_alone(recipe: Recipe, scale_lr: bool, say: Callable[[str], None]) -> Recipe:
+    """A lone process: MindCV's lr is for its reference global batch; --scale-lr scales it linearly."""
+    from incv4.trainer.recipe import validate
+
+    global_batch, reference = recipe.batch_size, recipe.reference_global_batch
+    if global_batch == reference:
+        return recipe
+    if not scale_lr:
+        say(f"global batch {global_batch} differs from the recipe's reference {reference}; "
+            f"lr kept at {recipe.lr:g} (--scale-lr scales it linearly)")
+        return recipe
+    lr = recipe.lr * global_batch / reference
+    say(f"global batch {global_batch} differs from the recipe's reference {reference}; "
+        f"--scale-lr: lr {recipe.lr:g} -> {lr:g}")
+    return validate({**recipe, "lr": lr, "min_lr": min(recipe.min_lr, lr)}, name=recipe.name)
+
+
+def _build_network(recipe: Recipe, amp_level: str):
+    import mindspore as ms
+
+    from incv4.trainer.data import pipeline
+    from incv4.trainer.model.finetune import load_finetune_weights
+    from incv4.trainer.model.inception_v4 import inception_v4
+
+    network = inception_v4(num_classes=recipe.num_classes, in_channels=recipe.in_channels,
+                           drop_rate=recipe.drop_rate or 0.0, bn_momentum=recipe.bn_momentum,
+                           bn_beta_init=recipe.bn_beta_init)
+    if recipe.ckpt_path:
+        load_finetune_weights(network, recipe.ckpt_path, log)
+    if amp_level != "O0":
+        ms.amp.auto_mixed_precision(network, amp_level)
+    # the pipelines hand over uint8 images (a quarter of the bytes, no float work on the host): normalise in-graph
+    return pipeline.with_normalizer(recipe, network)
+
+
+def _build_train_step(recipe: Recipe, network, steps_per_epoch: int, rank_size: int, amp_level: str):
+    """(lr per global step, the compiled train step)."""
+    from incv4.trainer.model import optim
+    from incv4.trainer.training import step
+
+    loss_fn = optim.create_loss(recipe)
+    lr_schedule = optim.create_lr_schedule(recipe, steps_per_epoch)
+    optimizer = optim.create_optimizer(network, recipe, lr_schedule)
+    # As MindCV: the backward pass always scales by the recipe's loss_scale (harmless in float32); the optimizer
+    # divides by it when MindCV would hand it the fixed scale.
+    return lr_schedule, step.build_train_step(network, loss_fn, optimizer, recipe.loss_scale, rank_size,
+                                              optim.optimizer_loss_scale(recipe),
+                                              check_gradients=amp_level != "O0")
+
+
+def _start_metrics(recipe: Recipe, rank: int, rank_size: int, metrics_port: int, steps_per_epoch: int):
+    import mindspore as ms
+
+    from incv4.trainer.metrics import exporter
+
+    metric = exporter.TrainerMetrics(rank, {"model": recipe.model, "mindspore_version": ms.__version__,
+                                            "world_size": str(rank_size), "batch_size": str(recipe.batch_size),
+                                            "recipe": recipe.name})
+    if metrics_port and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        try:  # a lone worker serves itself; under the launcher the launcher serves every rank
+            exporter.serve(metrics_port)
+        except OSError as err:
+            log_error(f"warning: {err}; training goes on without /metrics")
+    metric.set_planned(steps_per_epoch * recipe.epoch_size, steps_per_epoch)
+    return metric
