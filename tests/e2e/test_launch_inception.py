@@ -18,7 +18,7 @@ import sys
 import numpy as np
 import pytest
 
-from incv4.trainer import contract as exit_codes
+from incv4.trainer import contract
 from incv4.trainer.launcher.plan import free_port
 
 WORKER = str(pathlib.Path(__file__).resolve().parents[1] / "support" / "workers" / "train_and_dump.py")
@@ -58,7 +58,7 @@ def test_two_nodes_of_four_workers_train_inceptionv4_to_identical_parameters(tmp
                 proc.kill()
                 proc.wait()
     for node, (code, out, err) in enumerate(results):
-        assert code == exit_codes.OK, f"node {node}:\n{out[-2000:]}\n{err[-3000:]}"
+        assert code == contract.OK, f"node {node}:\n{out[-2000:]}\n{err[-3000:]}"
     assert f"world size {world}" in results[1][2] and "node 1/2" in results[1][2]
     assert f"global batch {world * BATCH}" in results[0][2]
     assert f"training finished: {STEPS} steps" in results[0][1]  # rank 0's progress, echoed by node 0's launcher

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from incv4.trainer import contract
 from incv4.trainer.checkpoint.store import Position
 from incv4.trainer.recipe import Recipe
 from incv4.trainer.training.console import log, log_error, quiet
@@ -171,10 +172,10 @@ def _start_metrics(recipe: Recipe, rank: int, rank_size: int, metrics_port: int,
 
     from incv4.trainer.metrics import exporter
 
-    metric = exporter.TrainerMetrics(rank, {"model": recipe.model, "mindspore_version": ms.__version__,
-                                            "world_size": str(rank_size), "batch_size": str(recipe.batch_size),
-                                            "recipe": recipe.name})
-    if metrics_port and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    # in contract.BUILD_INFO_LABELS' order: model, mindspore_version, world_size, batch_size, recipe
+    build_info = (recipe.model, ms.__version__, str(rank_size), str(recipe.batch_size), recipe.name)
+    metric = exporter.TrainerMetrics(rank, dict(zip(contract.BUILD_INFO_LABELS, build_info)))
+    if metrics_port and exporter.MULTIPROC_ENV not in os.environ:
         try:  # a lone worker serves itself; under the launcher the launcher serves every rank
             exporter.serve(metrics_port)
         except OSError as err:

@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from incv4.trainer import contract
-from incv4.trainer import contract as exit_codes
+from incv4.trainer import contract
 from incv4.trainer import options
 from incv4.trainer.launcher.launch import launch_command
 from incv4.trainer.launcher.plan import free_port
@@ -115,7 +115,7 @@ def test_one_step_with_8_workers_equals_one_process_with_the_8x_batch(tmp_path, 
     job = Job(tmp_path, workers, "--steps", "1", "--global-batch", str(workers * per_worker))
     reap(job)
     code, out, err = job.finish()
-    assert code == exit_codes.OK, err[-3000:]
+    assert code == contract.OK, err[-3000:]
     assert "[rank 0] step 0 rank 0 loss" in out  # rank 0's lines are echoed with a prefix, MindSpore noise is not
     assert "[WARNING] DISTRIBUTED" not in out
     assert sorted(p.name for p in job.logs.iterdir()) == ["scheduler.log"] + sorted(
@@ -152,17 +152,17 @@ def test_sigkill_of_one_worker_stops_the_job_and_names_the_rank(tmp_path, reap):
     killed_at = time.monotonic()
     code, _out, err = job.finish(timeout=60)
     assert time.monotonic() - killed_at < 60
-    assert code == exit_codes.FAILURE
+    assert code == contract.FAILURE
     assert "rank 1 failed with exit -9 (killed by SIGKILL)" in err
     assert job_processes(job.port) == []
 
 
 def test_first_failing_worker_exit_code_is_kept_when_it_is_permanent(tmp_path, reap):
     job = Job(tmp_path, 2, "--steps", "5", "--exit-at-step", "0", "--exit-rank", "1",
-              "--exit-code", str(exit_codes.DIVERGED))
+              "--exit-code", str(contract.DIVERGED))
     reap(job)
     code, _out, err = job.finish()
-    assert code == exit_codes.DIVERGED, err[-3000:]
+    assert code == contract.DIVERGED, err[-3000:]
     assert "rank 1 failed with exit 4" in err
     assert "[rank 1] exiting with 4 as asked" in err  # the failed rank's last log lines
     assert job_processes(job.port) == []
@@ -176,7 +176,7 @@ def test_sigterm_is_forwarded_and_every_worker_checkpoints(tmp_path, reap):
     job.wait_for_steps([0, 1])
     job.proc.send_signal(signal.SIGTERM)
     code, out, err = job.finish(timeout=90)
-    assert code == exit_codes.TERMINATED, err[-3000:]
+    assert code == contract.TERMINATED, err[-3000:]
     assert "got SIGTERM" in err
     for rank in (0, 1):
         assert (job.out / f"checkpoint_rank{rank}.npz").is_file()
@@ -192,7 +192,7 @@ def test_peers_that_never_come_end_in_a_peer_timeout(tmp_path, reap, node_rank):
     job = Job(tmp_path, 1, "--steps", "3", nodes=2, node_rank=node_rank, cluster_timeout=timeout)
     reap(job)
     code, _out, err = job.finish(timeout=timeout + 60)
-    assert code == exit_codes.PEER_TIMEOUT, err[-3000:]
+    assert code == contract.PEER_TIMEOUT, err[-3000:]
     assert f"did not form within --cluster-timeout {timeout}s" in err
     assert "0 of 1 local workers joined" in err
     assert job_processes(job.port) == []
@@ -211,7 +211,7 @@ def test_bad_environment_or_recipe_is_one_line_and_exit_2(env, argv, message, mo
     (tmp_path / "train").mkdir()
     argv = argv if "--data-dir" in argv else argv + ["--data-dir", str(tmp_path)]
     result = CliRunner().invoke(launch_command, argv + ["--metrics-port", "0"], env=env)
-    assert result.exit_code == exit_codes.USAGE
+    assert result.exit_code == contract.USAGE
     lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and message in lines[0], result.output
 
