@@ -293,22 +293,20 @@ def delete(name, namespace, kubeconfig, context):
         click.echo(f"configmap/{recipe_configmap} deleted")
 
 
-@click.command()
-@click.argument("name")
-@cluster_options
-def suspend(name, namespace, kubeconfig, context):
-    """Abort a job's pods, keeping the job (Volcano AbortJob); `incv4 resume` brings it back from its checkpoint."""
-    command = _connect(namespace, kubeconfig, context).job_command(name, "AbortJob")
-    click.echo(f"job.batch.volcano.sh/{name} suspended (command {command['metadata'].get('name', 'AbortJob')})")
+def _volcano_command(command_name: str, action: str, done: str, doc: str) -> click.Command:
+    """A command that sends the job one Volcano bus Command (AbortJob, ResumeJob)."""
+    @click.command(command_name, help=doc)
+    @click.argument("name")
+    @cluster_options
+    def send(name, namespace, kubeconfig, context):
+        command = _connect(namespace, kubeconfig, context).job_command(name, action)
+        click.echo(f"job.batch.volcano.sh/{name} {done} (command {command['metadata'].get('name', action)})")
+    return send
 
 
-@click.command()
-@click.argument("name")
-@cluster_options
-def resume(name, namespace, kubeconfig, context):
-    """Resume a suspended job (Volcano ResumeJob)."""
-    command = _connect(namespace, kubeconfig, context).job_command(name, "ResumeJob")
-    click.echo(f"job.batch.volcano.sh/{name} resumed (command {command['metadata'].get('name', 'ResumeJob')})")
+suspend = _volcano_command("suspend", "AbortJob", "suspended", "Abort a job's pods, keeping the job (Volcano AbortJob); "
+                           "`incv4 resume` brings it back from its checkpoint.")
+resume = _volcano_command("resume", "ResumeJob", "resumed", "Resume a suspended job (Volcano ResumeJob).")
 
 
 # In `incv4 --help` order.
