@@ -33,6 +33,7 @@ PROGRESS = re.compile(r"^epoch (\d+)/(\d+) step (\d+)/(\d+) loss ([\d.]+|nan|inf
                       r"ETA (\d+:\d\d:\d\d|\?)$")
 RUN_TIMEOUT = 900
 NAN_WORKER = str(pathlib.Path(__file__).resolve().parents[1] / "support" / "workers" / "training_nan_worker.py")
+SLOW_WORKER = str(pathlib.Path(__file__).resolve().parents[1] / "support" / "workers" / "slow_checkpoint_worker.py")
 
 
 def _incv4():
@@ -111,7 +112,7 @@ def story(tmp_path_factory, repo_root):
         a.finish()
         runs["after_a"] = sorted(os.listdir(ckpt))
 
-        b = runs["b"] = Run(args, {store.SLOW_WRITE_ENV: "20"})
+        b = runs["b"] = Run(["--slow-seconds", "20"] + args[5:], command=[sys.executable, SLOW_WORKER])
         b.wait_for(r"^epoch 2/3 step 10/10 ")
         temporary = None
         deadline = time.monotonic() + 300

@@ -27,7 +27,6 @@ EPOCH_KEY = "incv4_epoch"
 GLOBAL_STEP_KEY = "incv4_global_step"
 STEP_IN_EPOCH_KEY = "incv4_step_in_epoch"
 # Test hook: sleep this long between writing the temporary file and renaming it (a kill lands mid-write).
-SLOW_WRITE_ENV = "INCV4_TEST_SLOW_CKPT_SECONDS"
 
 _NAME_RE = re.compile(rf"^{PREFIX}-e(\d+)-s(\d+)\.ckpt$")
 
@@ -241,9 +240,6 @@ class CheckpointWriter:
             os.makedirs(self.directory, exist_ok=True)
             _remove_quietly(tmp)  # MindSpore leaves its files read-only; a leftover would block the write
             ms.save_checkpoint(save_obj, tmp, append_dict=append, crc_check=True)
-            slow = float(os.environ.get(SLOW_WRITE_ENV, "0") or 0)
-            if slow > 0:
-                time.sleep(slow)
             _fsync_file(tmp)
             os.replace(tmp, final)
             _fsync_dir(self.directory)

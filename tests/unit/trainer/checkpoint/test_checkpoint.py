@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -19,6 +20,8 @@ from mindspore import nn  # noqa: E402
 
 from incv4.trainer.checkpoint import store  # noqa: E402
 from incv4.trainer.checkpoint.store import CheckpointWriter, Position  # noqa: E402
+
+WORKERS_DIR = str(pathlib.Path(__file__).resolve().parents[3] / "support" / "workers")
 
 
 class RecordingMetrics:
@@ -162,13 +165,15 @@ def test_a_kill_during_a_slowed_write_leaves_the_previous_checkpoint_newest(tmp_
     script = textwrap.dedent(f"""
         import numpy as np, mindspore as ms
         from mindspore import nn
+        from slow_checkpoint_worker import hold_checkpoint_writes
         from incv4.trainer.checkpoint.store import CheckpointWriter, Position
+        hold_checkpoint_writes(60)
         net = nn.Dense(3, 2)
         print("writing", flush=True)
         CheckpointWriter({str(tmp_path)!r}, keep_max=5).save(net, Position(epoch=2, global_step=20))
         print("finished", flush=True)
     """)
-    env = dict(os.environ, **{store.SLOW_WRITE_ENV: "60"})
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([WORKERS_DIR] + sys.path))
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
     try:
         temporary = tmp_path / ".tmp-incv4-e0002-s000000020.ckpt"
