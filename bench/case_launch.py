@@ -15,7 +15,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -242,10 +241,10 @@ def run(quick: bool, log=print) -> tuple[list[Row], list[str], dict]:
              f"{WORKERS * BATCH}; graph mode, fp32, dataset sink off, no checkpoint inside the epoch.",
              "msrun side: MindSpore's own thread and communication defaults (what a MindCV user gets), with oneDNN "
              "capped at AVX2 (MindSpore's convolutions are ~20x slower without it on an AVX-512 CPU). incv4 side: "
-             "whatever incv4's launcher and trainer set: fused gradient all-reduce, a loss check instead of a "
-             "per-gradient one, 1 kernel thread per worker, its CPU convolution op (trainer/cpu_conv.py), and compile "
-             "sharing (the first worker compiles, the other 7 load its compile cache). Both sides start cold: no "
-             "compile cache from an earlier run.",
+             "whatever incv4's launcher and trainer set: the same oneDNN cap and MindSpore Conv2D, fused gradient "
+             "all-reduce, a loss check instead of a per-gradient one, 1 kernel thread per worker, lazy-inlined "
+             "Inception blocks, and compile sharing (the first worker compiles, the other 7 load its compile "
+             "cache). Both sides start cold: no compile cache from an earlier run.",
              f"{rounds} run(s) per side, one side after the other (each run costs minutes; msrun's 8 workers "
              "compile the same graph at once on 2 cores)."] + kept
     return rows, notes, {"raw": raw}

@@ -91,7 +91,8 @@ def run(quick: bool, log=print) -> tuple[list[Row], list[str], dict]:
              "ratio (3/4, 4/3) bilinear, hflip 0.5, AutoAugment ImageNet policy ('autoaug'), normalize, HWC->CHW, "
              "random erasing p=0.25; batch 32, drop_remainder. incv4's trainer normalises inside its compiled train "
              "step (uint8 batches leave the pipeline, as timm's GPU prefetcher does), so its pipeline here is run "
-             "that way and the normalisation is timed in the train-step case (incv4 side fed uint8). The target row counts images per CPU-second of the "
-             "whole process (all threads): 'per core' made exact, since one parallel worker still keeps more than "
-             "one core busy (MindSpore's source, map and batch ops run on their own threads)."]
+             "that way and the normalisation is timed in the train-step case (incv4 side fed uint8). The target "
+             "row counts images per CPU-second of the whole process (all threads): 'per core' made exact, since "
+             "one parallel worker still keeps more than one core busy (MindSpore's source, map and batch ops run "
+             "on their own threads)."]
     return rows, notes, {"raw": {str(k): v for k, v in raw.items()}}

@@ -11,7 +11,7 @@ from bench.common import REPO_ROOT, incv4_python, median
 from bench.results import Row
 
 ASCEND = REPO_ROOT / "configs" / "inception_v4_ascend.yaml"
-# The first form that works is timed (the CLI is engineer 6's; --name is required, --image may be).
+# The first form that works is timed.
 CANDIDATES = (["render", "--name", "incv4-bench", "--image", "registry.example.com/incv4:0.1.0",
                "--dataset-pvc", "imagenet", "--recipe", str(ASCEND)],)
 

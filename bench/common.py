@@ -39,10 +39,9 @@ def emit(**record) -> None:
     sys.stdout.flush()
 
 
-# The oneDNN cap incv4's trainer sets for MindSpore's own CPU convolutions (trainer/cpu_backend.py). MindCV's side
-# always gets it (its best: without it, on an AVX-512 CPU, MindSpore's NCHW convolutions take oneDNN's ~20x slower
-# `jit_uni_ncsp` path), incv4's side as its trainer decides (no cap when its own convolution op runs). timm's
-# PyTorch gets none: its oneDNN picks blocked layouts. Lever `isa_default` measures MindSpore's convolutions uncapped.
+# The oneDNN cap incv4's trainer sets for MindSpore's CPU convolutions (incv4.trainer.cpu_backend), given to MindCV's
+# side too (its best: uncapped, an AVX-512 CPU runs MindSpore's NCHW convolutions through oneDNN's ~20x slower
+# `jit_uni_ncsp` path). timm's PyTorch gets none: its oneDNN picks blocked layouts.
 MINDSPORE_CPU_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 

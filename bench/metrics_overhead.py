@@ -1,15 +1,15 @@
-"""Metrics overhead (issue 5 acceptance 4, issue 7 case 5): the step time of incv4's real train step with the
-trainer's per-step metrics on vs off, alternating step by step in one process, plus the direct cost of those calls.
+"""Metrics overhead: the step time of incv4's real train step with the trainer's per-step metrics on vs off,
+alternating step by step in one process, plus the direct cost of those calls.
 
     python bench/metrics_overhead.py [--quick] [--size 75] [--batch 8] [--rounds 15]
 
 - The multiprocess directory is set before prometheus_client is imported, as under the launcher, so "on" pays the
   real mmap writes; a /metrics endpoint is served and scraped once at the end to prove the samples are there.
-- One InceptionV4 train step as train.py builds it (graph mode, CPU), one fixed batch. After compile and warm-up,
-  steps alternate; "on" adds exactly what train.py calls per step (`steps_done` with its
-  arguments), in rounds off, on, on, off; the median of the rounds' on/off ratios minus 1 is the overhead.
+- One InceptionV4 train step as the trainer builds it (graph mode, CPU), one fixed batch. After compile and
+  warm-up, steps alternate; "on" adds exactly what the trainer calls per step (`steps_done` with its arguments), in
+  rounds off, on, on, off; the median of the rounds' on/off ratios minus 1 is the overhead.
 - The same calls are also timed alone (many iterations) and divided by the measured CPU step and by MindCV's
-  published Ascend step (80.97 ms): the figure that matters on an NPU, where the step is ~6x shorter than here.
+  published Ascend step (ASCEND_STEP_SECONDS): the figure that matters on an NPU, where the step is much shorter.
 Prints a human summary, then one JSON line (bench/case_metrics.py reads `overhead_ratio`).
 """
 from __future__ import annotations
@@ -32,75 +32,52 @@ def _build_step(size: int, batch: int):
     import numpy as np
 
     from incv4.trainer import cpu_backend
-    from incv4.trainer import cpu_conv
-    from incv4.trainer.launcher import launch
-    from incv4.trainer.model import inception_v4 as model
-    from incv4.trainer.model import optim
     from incv4.trainer import recipe
-    from incv4.trainer.training import train
+    from incv4.trainer.model import inception_v4, optim
+    from incv4.trainer.training.step import build_train_step
 
-    conv_library = cpu_backend.prepare("CPU", print)  # as train.py, before the first kernel
+    cpu_backend.prepare("CPU", print)  # as the trainer, before the first kernel
     ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
-    if hasattr(launch, "apply_worker_settings"):
-        launch.apply_worker_settings()  # the thread settings a worker applies
     r = recipe.load(recipe.shipped_path("inception_v4_cpu_demo.yaml"),
                     [f"image_resize={size}", f"batch_size={batch}", "num_classes=1000"])
     ms.set_seed(0)
-    net = model.inception_v4(num_classes=r.num_classes, drop_rate=r.drop_rate or 0.0, bn_momentum=r.bn_momentum,
-                              bn_beta_init=r.bn_beta_init)
-    decayed_in_gradient = []
-    if conv_library:  # as train.py: the CPU convolution op, adding the weight decay to its weight gradients
-        decayed_in_gradient = cpu_conv.swap(net, conv_library, optim.gradient_weight_decay(r))
+    net = inception_v4.inception_v4(num_classes=r.num_classes, drop_rate=r.drop_rate or 0.0,
+                                    bn_momentum=r.bn_momentum, bn_beta_init=r.bn_beta_init)
     loss = optim.create_loss(r)
     lr = optim.create_lr_schedule(r, 1000)  # 3 epochs x 1000 steps: longer than any run of this bench
-    opt = optim.create_optimizer(net, r, lr, decayed_in_gradient)
-    step = train.build_train_step(net, loss, opt, r.loss_scale, 1, optim.optimizer_loss_scale(r),
-                                  check_gradients=False)  # as train.py builds it for amp O0 (the CPU)
+    opt = optim.create_optimizer(net, r, lr)
+    step = build_train_step(net, loss, opt, r.loss_scale, 1, optim.optimizer_loss_scale(r),
+                            check_gradients=False)  # as the trainer builds it for amp O0 (the CPU)
     rng = np.random.default_rng(0)
     x = ms.Tensor(rng.standard_normal((batch, 3, size, size), dtype=np.float32))
     y = ms.Tensor(rng.integers(0, r.num_classes, batch).astype(np.int32))
-    one, update, go = ms.Tensor(np.float32(1.0)), ms.Tensor(True), ms.Tensor(np.float32(0.0))
+    update, go = ms.Tensor(True), ms.Tensor(np.float32(0.0))
 
     def run():
-        out = step(x, y, one, update, go)
-        return float(out[0].asnumpy())  # train.py reads the loss every step, metrics or not
+        loss_value, _finite, _stop = step(x, y, update, go)
+        return float(loss_value.asnumpy())  # the trainer reads the loss every step, metrics or not
 
-    return run, batch
+    return run
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer pairs (a smoke run)")
-    parser.add_argument("--size", type=int, default=75)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=15, help="ABBA rounds (4 steps each) after warm-up")
-    parser.add_argument("--call-iterations", type=int, default=20000)
-    args = parser.parse_args(argv)
-    rounds = 4 if args.quick else args.rounds
+class StepMetrics:
+    """The trainer's per-step metrics calls around a train step, counting the steps they report."""
 
-    workdir = tempfile.mkdtemp(prefix="incv4-metrics-bench-")
-    from incv4.trainer.metrics import exporter as metrics  # imports no prometheus_client at module level
+    def __init__(self, metrics, batch: int):
+        self.batch = batch
+        self.global_step = 0
+        self.trainer = metrics.TrainerMetrics(0, {"model": "inception_v4", "world_size": "1",
+                                                  "batch_size": str(batch), "recipe": "bench"})
+        self.trainer.set_planned(10 ** 6, 1000)
 
-    metrics.prepare_multiprocess_dir(os.path.join(workdir, "prom"))  # before prometheus_client is imported
-    m = metrics.TrainerMetrics(0, {"model": "inception_v4", "world_size": "1", "batch_size": str(args.batch),
-                                   "recipe": "bench"})
-    m.set_planned(10 ** 6, 1000)
+    def step_finished(self, seconds: float, loss: float) -> None:
+        self.global_step += 1
+        self.trainer.steps_done(1, seconds, self.batch, 0.0005, loss, 0.01, self.global_step, 1)
 
-    run, batch = _build_step(args.size, args.batch)
-    started = time.perf_counter()
-    run()
-    compile_s = time.perf_counter() - started
-    m.compile_finished(compile_s)
-    for _ in range(3):  # warm-up
-        run()
 
-    global_step = 0
-
-    def metrics_calls(seconds, loss):
-        nonlocal global_step
-        global_step += 1
-        m.steps_done(1, seconds, batch, 0.0005, loss, 0.01, global_step, 1)
-
+def abba_rounds(run, step_metrics: StepMetrics, rounds: int) -> tuple[list, list, list]:
+    """(off step times, on step times, per-round on/off ratios). Rounds of off, on, on, off: a drift of the
+    machine's speed or a cost tied to a step's position in the round cancels out of each round's ratio."""
     def timed_off():
         t0 = time.perf_counter()
         run()
@@ -109,54 +86,77 @@ def main(argv=None) -> int:
     def timed_on():
         t0 = time.perf_counter()
         loss = run()
-        metrics_calls(time.perf_counter() - t0, loss)
+        step_metrics.step_finished(time.perf_counter() - t0, loss)
         return time.perf_counter() - t0
 
-    # ABBA rounds (off, on, on, off): a drift of the machine's speed or a cost tied to a step's position in the
-    # round cancels out of each round's ratio
     off, on, ratios = [], [], []
     for _ in range(rounds):
         a1, b1, b2, a2 = timed_off(), timed_on(), timed_on(), timed_off()
         off += [a1, a2]
         on += [b1, b2]
         ratios.append((b1 + b2) / (a1 + a2))
+    return off, on, ratios
 
-    # the calls alone, many times (same arguments as a step)
-    n = args.call_iterations
+
+def seconds_per_call(step_metrics: StepMetrics, iterations: int) -> float:
+    """The per-step calls alone, many times, with a step's arguments."""
     t0 = time.perf_counter()
-    for i in range(n):
-        metrics_calls(0.08, 2.0)
-    call_s = (time.perf_counter() - t0) / n
+    for _ in range(iterations):
+        step_metrics.step_finished(0.08, 2.0)
+    return (time.perf_counter() - t0) / iterations
 
-    # the samples are really in the multiprocess directory: serve and scrape them as the launcher would
+
+def scraped_steps_ok(metrics, global_step: int) -> bool:
+    """The samples are really in the multiprocess directory: serve and scrape them as the launcher would."""
     server = metrics.serve(_free_port(), addr="127.0.0.1")
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=10) as resp:
             page = resp.read().decode()
     finally:
         server.shutdown()
-    scraped_ok = f'incv4_steps_total{{rank="0"}} {float(global_step)}' in page
+    return f'incv4_steps_total{{rank="0"}} {float(global_step)}' in page
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer pairs (a smoke run)")
+    parser.add_argument("--size", type=int, default=75)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=15, help="ABBA rounds (4 steps each) after warm-up")
+    parser.add_argument("--call-iterations", type=int, default=20000)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = argument_parser().parse_args(argv)
+    rounds = 4 if args.quick else args.rounds
+    workdir = tempfile.mkdtemp(prefix="incv4-metrics-bench-")
+    from incv4.trainer.metrics import exporter as metrics  # imports no prometheus_client at module level
+
+    metrics.prepare_multiprocess_dir(os.path.join(workdir, "prom"))  # before prometheus_client is imported
+    step_metrics = StepMetrics(metrics, args.batch)
+    run = _build_step(args.size, args.batch)
+    started = time.perf_counter()
+    run()
+    compile_s = time.perf_counter() - started
+    step_metrics.trainer.compile_finished(compile_s)
+    for _ in range(3):  # warm-up
+        run()
+    off, on, ratios = abba_rounds(run, step_metrics, rounds)
+    call_s = seconds_per_call(step_metrics, args.call_iterations)
+    scraped_ok = scraped_steps_ok(metrics, step_metrics.global_step)
 
     off_med, on_med = statistics.median(off), statistics.median(on)
-    result = {
-        "case": "metrics_overhead",
-        "overhead_ratio": statistics.median(ratios) - 1,
-        "on_s": on_med,
-        "off_s": off_med,
-        "rounds": rounds,
-        "metrics_call_us": call_s * 1e6,
-        "call_share_of_cpu_step": call_s / off_med,
-        "call_share_of_ascend_step": call_s / ASCEND_STEP_SECONDS,
-        "compile_s": compile_s,
-        "size": args.size,
-        "batch": args.batch,
-        "multiprocess_dir": True,
-        "scraped_steps_ok": scraped_ok,
-    }
+    result = {"case": "metrics_overhead", "overhead_ratio": statistics.median(ratios) - 1, "on_s": on_med,
+              "off_s": off_med, "rounds": rounds, "metrics_call_us": call_s * 1e6,
+              "call_share_of_cpu_step": call_s / off_med, "call_share_of_ascend_step": call_s / ASCEND_STEP_SECONDS,
+              "compile_s": compile_s, "size": args.size, "batch": args.batch, "multiprocess_dir": True,
+              "scraped_steps_ok": scraped_ok}
     print(f"train step {args.size}px batch {args.batch}: off {off_med * 1000:.1f} ms, on {on_med * 1000:.1f} ms "
           f"(median of {rounds} off-on-on-off rounds: overhead {100 * result['overhead_ratio']:+.2f}%)")
     print(f"metrics calls per step: {call_s * 1e6:.1f} us = {100 * result['call_share_of_cpu_step']:.4f}% of this "
-          f"CPU step, {100 * result['call_share_of_ascend_step']:.3f}% of the 80.97 ms Ascend step")
+          f"CPU step, {100 * result['call_share_of_ascend_step']:.3f}% of the "
+          f"{ASCEND_STEP_SECONDS * 1000:.2f} ms Ascend step")
     print(json.dumps(result))
     shutil.rmtree(workdir, ignore_errors=True)
     return 0 if scraped_ok else 1

@@ -12,6 +12,23 @@ import time
 import yaml
 
 
+def create_train_loader(cfg: dict, data_dir: str, device_num: int, rank_id: int):
+    """As MindCV's train.py: create_dataset sharded by rank -> create_transforms -> create_loader."""
+    from mindcv.data import create_dataset, create_loader, create_transforms
+
+    workers = cfg.get("num_parallel_workers", 8)
+    dataset = create_dataset(name="imagenet", root=data_dir, split="train", shuffle=cfg.get("shuffle", True),
+                             num_shards=device_num, shard_id=rank_id, num_parallel_workers=workers)
+    transforms = create_transforms(dataset_name="imagenet", is_training=True, image_resize=cfg["image_resize"],
+                                   scale=tuple(cfg.get("scale", (0.08, 1.0))),
+                                   ratio=tuple(cfg.get("ratio", (0.75, 1.333))), hflip=cfg.get("hflip", 0.5),
+                                   vflip=cfg.get("vflip", 0.0), color_jitter=cfg.get("color_jitter", 0.4),
+                                   interpolation=cfg.get("interpolation", "bilinear"),
+                                   auto_augment=cfg.get("auto_augment"), re_prob=cfg.get("re_prob", 0.0))
+    return create_loader(dataset=dataset, batch_size=cfg["batch_size"], drop_remainder=True, is_training=True,
+                         num_classes=cfg["num_classes"], transform=transforms, num_parallel_workers=workers)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", required=True)
@@ -28,7 +45,6 @@ def main(argv=None):
     from mindspore.communication import get_group_size, get_rank, init
     from mindspore.train import Callback
 
-    from mindcv.data import create_dataset, create_loader, create_transforms
     from mindcv.loss import create_loss
     from mindcv.models import create_model
     from mindcv.optim import create_optimizer
@@ -41,17 +57,7 @@ def main(argv=None):
     ms.set_auto_parallel_context(device_num=device_num, parallel_mode="data_parallel", gradients_mean=True)
     set_seed(cfg.get("seed", 42), rank_id)
 
-    workers = cfg.get("num_parallel_workers", 8)
-    dataset = create_dataset(name="imagenet", root=args.data_dir, split="train", shuffle=cfg.get("shuffle", True),
-                             num_shards=device_num, shard_id=rank_id, num_parallel_workers=workers)
-    transforms = create_transforms(dataset_name="imagenet", is_training=True, image_resize=cfg["image_resize"],
-                                   scale=tuple(cfg.get("scale", (0.08, 1.0))),
-                                   ratio=tuple(cfg.get("ratio", (0.75, 1.333))), hflip=cfg.get("hflip", 0.5),
-                                   vflip=cfg.get("vflip", 0.0), color_jitter=cfg.get("color_jitter", 0.4),
-                                   interpolation=cfg.get("interpolation", "bilinear"),
-                                   auto_augment=cfg.get("auto_augment"), re_prob=cfg.get("re_prob", 0.0))
-    loader = create_loader(dataset=dataset, batch_size=cfg["batch_size"], drop_remainder=True, is_training=True,
-                           num_classes=cfg["num_classes"], transform=transforms, num_parallel_workers=workers)
+    loader = create_train_loader(cfg, args.data_dir, device_num, rank_id)
     steps_per_epoch = loader.get_dataset_size()
     network = create_model(model_name="inception_v4", num_classes=cfg["num_classes"],
                            drop_rate=cfg.get("drop_rate", 0.2))

@@ -22,15 +22,15 @@ AUG = dict(scale=(0.08, 1.0), ratio=(0.75, 1.333), hflip=0.5, interpolation="bil
 
 
 def incv4_pipeline(data_dir: str, workers: int, normalize: bool = False):
-    from incv4.trainer.data import pipeline as incv4_data
     from incv4.trainer import recipe as incv4_recipe
+    from incv4.trainer.data import pipeline
 
     recipe = incv4_recipe.load(incv4_recipe.shipped_path("inception_v4_ascend.yaml"),
                                overrides=[f"data_dir={data_dir}", f"batch_size={BATCH}", f"image_resize={SIZE}",
                                           f"num_parallel_workers={workers}", "distribute=False",
                                           "device_target=CPU"])
     # normalize=False as the trainer calls it: uint8 batches, normalised in the train step (timed there)
-    dataset, _ = incv4_data.create_train_dataset(recipe, rank_id=0, rank_size=1, normalize=normalize)
+    dataset, _ = pipeline.create_train_dataset(recipe, rank_id=0, rank_size=1, normalize=normalize)
     return dataset
 
 

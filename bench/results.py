@@ -25,6 +25,7 @@ class Row:
     higher_is_better: bool
     target_ratio: Optional[float] = None   # incv4/reference must be >= this (or <= if lower is better)
     target_absolute: Optional[float] = None  # e.g. render < 0.3 s (no reference needed)
+    expected_ratio: Optional[float] = None   # no target, only what the ratio should read (e.g. same kernels: ~1)
     note: str = ""
     details: dict = field(default_factory=dict)
     date: str = ""
@@ -53,7 +54,7 @@ class Row:
         if self.target_absolute is not None:
             return ("≥ " if self.higher_is_better else "< ") + f"{self.target_absolute:g}"
         if self.target_ratio is None:
-            return "-"
+            return "-" if self.expected_ratio is None else f"≈ {self.expected_ratio:g}x (expected)"
         if self.higher_is_better:
             return f"≥ {self.target_ratio:g}x"
         # lower is better: incv4 <= reference / target  <=> ratio (ref/incv4) >= target
@@ -110,7 +111,8 @@ def render_markdown(data: dict) -> str:
     for key in keys:
         for r in data["cases"][key]["rows"]:
             ratio = f"{r['ratio']:.2f}" if r.get("ratio") is not None else "-"
-            target = Row(**{k: r[k] for k in Row.__dataclass_fields__}).target_text()
+            fields = {k: r[k] for k in Row.__dataclass_fields__ if k in r}  # rows stored before a field existed
+            target = Row(**fields).target_text()
             out.append(f"| {r['case']} | {r['metric']} | {_fmt(r['incv4'])} | {_fmt(r['reference'])} | "
                        f"{r['reference_name']} | {ratio} | {target} | {r['status']} | {r['date']} |")
     out.append("")
@@ -129,5 +131,5 @@ def render_markdown(data: dict) -> str:
         out.append("")
     extra = BENCH_DIR / "FINDINGS.md"
     if extra.exists():
-        out += ["See bench/FINDINGS.md for the profile, the levers tried and the recommended code changes.", ""]
+        out += ["See bench/FINDINGS.md for the conclusions these figures support.", ""]
     return "\n".join(out)
