@@ -13,10 +13,7 @@ REPO = pathlib.Path(__file__).resolve().parents[3]
 PRODUCT = ("operator", "trainer")
 MAX_FUNCTION_LINES = 60
 # Pure data tables (a function that only builds one literal structure), allowed to be longer: "path:qualified name".
-LONG_DATA_TABLES = {
-    "operator/monitoring/dashboard.py:panels",
-    "operator/monitoring/alerts.py:build_rules",
-}
+LONG_DATA_TABLES: set = set()  # none needs it today
 C_SOURCE_SUFFIXES = (".c", ".cc", ".cpp", ".cxx", ".h", ".hh", ".hpp")
 INSTALL_STEP_FILES = ("Dockerfile", "Makefile", ".ci/run")
 
