@@ -1,1 +1,1 @@
-"""monitoring"""
+"""Generators of the chart's monitoring files (Grafana dashboard, alert rules, contract.json)."""

@@ -1,1 +1,1 @@
-"""checkpoint"""
+"""Checkpoints: the atomic store and its manifest, when a run saves, where a run resumes."""
