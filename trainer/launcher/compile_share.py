@@ -1,8 +1,8 @@
 """One graph compile per node instead of one per worker.
 
 The workers of a node compile the very same graphs. On a host whose cores are shared by 8 workers the 8 concurrent
-compiles are the launch's slowest part (measured: 8 workers on 2 cores reach their first step after ~270 s; one
-process alone compiles the same graph in ~30 s, and loads it from MindSpore's compile cache in ~12 s). So, when the
+compiles are the launch's slowest part, while one process alone loads a compiled graph from MindSpore's compile
+cache in a fraction of the time it takes to compile it (bench/FINDINGS.md). So, when the
 launcher enables MindSpore's compile cache (MS_COMPILER_CACHE_ENABLE/PATH, one folder per rank, rank_<id>/), each
 graph is compiled by the node's first worker (the leader, local rank 0) alone; the other workers wait for it, copy
 the leader's cache files into their own rank folder, and then load instead of compiling.

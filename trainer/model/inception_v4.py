@@ -37,8 +37,8 @@ BN_EPS = 0.001  # MindCV's (and TF-slim's) BatchNorm epsilon for InceptionV4
 BN_MOMENTUM = 0.9997  # MindCV's moving-average momentum
 
 # The 14 repeated blocks (InceptionA/B/C) are compiled once each as a reusable subgraph and then inlined ("front"):
-# graph mode otherwise parses and optimises 14 inlined copies. Measured at 75 px on the CPU: compile 15.7 s instead
-# of 22.6 s (MindCV 20.9 s), step time unchanged (bench/FINDINGS.md, lever lazy_blocks). MindSpore's default
+# graph mode otherwise parses and optimises 14 inlined copies, so compiling takes clearly less time with the step
+# unchanged (bench/FINDINGS.md). MindSpore's default
 # policy (no inlining) fails to compile on the CPU backend; "front" works there (MindSpore documents lazy_inline
 # for Ascend, where it is the recommended compile-time lever).
 REPEATED_BLOCK_INLINE = "front"
