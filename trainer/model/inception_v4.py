@@ -38,9 +38,8 @@ BN_MOMENTUM = 0.9997  # MindCV's moving-average momentum
 
 # The 14 repeated blocks (InceptionA/B/C) are compiled once each as a reusable subgraph and then inlined ("front"):
 # graph mode otherwise parses and optimises 14 inlined copies, so compiling takes clearly less time with the step
-# unchanged (bench/FINDINGS.md). MindSpore's default
-# policy (no inlining) fails to compile on the CPU backend; "front" works there (MindSpore documents lazy_inline
-# for Ascend, where it is the recommended compile-time lever).
+# unchanged (bench/FINDINGS.md). MindSpore's default policy (no inlining) fails to compile on the CPU backend;
+# "front" works there (MindSpore documents lazy_inline for Ascend, where it is the recommended compile-time lever).
 REPEATED_BLOCK_INLINE = "front"
 
 
