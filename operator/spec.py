@@ -168,7 +168,7 @@ class JobSpec:
         "--env", multiple=True, metavar="K=V", parse=lambda items: parse_pairs("env", items),
         help="Extra environment variable (repeatable)."))
     # The non-root user the trainer runs as. 1000 is HwHiAiUser in Ascend's images; it must be in the group that
-    # owns /dev/davinci* on the nodes (see README, "Security").
+    # owns /dev/davinci* on the nodes (see docs/cluster.md, "Security").
     run_as_user: int = field(default=1000, metadata=_flag(
         "--run-as-user", type=int, help="Non-root UID (HwHiAiUser in Ascend images)."))
     run_as_group: int = field(default=1000, metadata=_flag(
