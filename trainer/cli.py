@@ -4,9 +4,10 @@ never load MindSpore. Options come from trainer/options.py; flags accept MindCV'
 --ckpt_path, --distribute False)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shutil
+import signal
 import socket
 import sys
 
@@ -51,6 +52,17 @@ def _check_data(recipe, splits) -> None:
         raise RecipeError(str(err)) from None
 
 
+def _check_checkpoint(recipe, required: bool) -> None:
+    """A missing, unreadable or directory `ckpt_path` is a usage error found before MindSpore loads."""
+    from incv4.trainer.checkpoint.given import require_checkpoint_file
+
+    if not recipe.ckpt_path:
+        if required:
+            raise RecipeError("recipe key 'ckpt_path': validate needs a checkpoint (give --ckpt-path)")
+        return
+    require_checkpoint_file(recipe.ckpt_path)
+
+
 def _worker_flags(ckpt_path, no_resume) -> list:
     """Worker flags the launcher passes through unchanged (it handles the recipe, data dir and --scale-lr)."""
     flags = ["--ckpt-path", ckpt_path] if ckpt_path else []
@@ -77,6 +89,7 @@ def run_training(config, overrides, data_dir, workers, ckpt_path=None, no_resume
     """Validate the recipe, the data and the metrics port, then train with 1 worker in this process or N workers
     via the launcher. Returns the exit code."""
     recipe = _load_recipe(config, overrides, data_dir=data_dir, ckpt_path=ckpt_path)
+    _check_checkpoint(recipe, required=False)
     _check_data(recipe, [recipe.train_split] + ([recipe.val_split] if recipe.val_while_train else []))
     _check_metrics_port(metrics_port)
     if workers == 1:
@@ -132,6 +145,7 @@ def train_command(ctx, config, data_dir, overrides, workers, distribute, ckpt_pa
 def validate_command(config, data_dir, overrides, ckpt_path, output):
     """Top-1/top-5 of a checkpoint on the val split, as MindCV's validate.py."""
     recipe = _load_recipe(config, overrides, data_dir=data_dir, ckpt_path=ckpt_path)
+    _check_checkpoint(recipe, required=True)
     _check_data(recipe, [recipe.val_split])
     from incv4.trainer.training import evaluate
 
@@ -160,15 +174,49 @@ def demo_data_command(out_dir, num_classes, train_per_class, val_per_class, imag
                f"{summary['val_images']} val images of {summary['num_classes']} classes in {summary['out_dir']}")
 
 
+class _Interrupted(BaseException):
+    """SIGINT or SIGTERM, raised where the program is, so `finally` and cleanup code run."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_raise():
+    """Inside the block SIGINT/SIGTERM raise _Interrupted (SIGTERM's default would end the process at once,
+    skipping the cleanup of the temporary folder). Outside the main thread signals cannot be handled: no-op."""
+    def handler(signum, _frame):
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut the cleanup short
+            signal.signal(sig, signal.SIG_IGN)
+        raise _Interrupted(signum)
+
+    try:
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:
+        previous = {}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def _write_demo_data(out_dir, num_classes, train_per_class, val_per_class, image_size, seed) -> dict:
+    """Write the demo dataset; an interruption removes its temporary folder and exits 128 + the signal number."""
     from incv4.trainer.data import demo as demo_data
     from incv4.trainer.data.pipeline import DataError
 
     try:
-        return demo_data.write_demo_dataset(out_dir, num_classes=num_classes, train_per_class=train_per_class,
-                                            val_per_class=val_per_class, image_size=image_size, seed=seed)
+        with _signals_raise():
+            return demo_data.write_demo_dataset(out_dir, num_classes=num_classes, train_per_class=train_per_class,
+                                                val_per_class=val_per_class, image_size=image_size, seed=seed)
     except DataError as err:
         raise RecipeError(str(err)) from None
+    except _Interrupted as stop:
+        click.echo(f"error: demo-data was interrupted by {signal.Signals(stop.signum).name}; "
+                   f"its temporary folder was removed", err=True)
+        sys.exit(128 + stop.signum)
 
 
 @click.command("demo")
@@ -182,20 +230,20 @@ def _write_demo_data(out_dir, num_classes, train_per_class, val_per_class, image
 @options.metrics_port
 def demo_command(work_dir, workers, train_per_class, val_per_class, overrides, metrics_port):
     """The whole local pipeline: demo data, then data-parallel training on the CPU, then top-1 vs chance."""
-    from incv4.trainer.checkpoint import store as checkpoint
+    from incv4.trainer.checkpoint import demo_folder, store as checkpoint
     from incv4.trainer.recipe import shipped_path
 
     config = shipped_path(DEMO_RECIPE)
     data_dir = os.path.join(work_dir, "data")
-    ckpt_dir = os.path.join(work_dir, "ckpt")
-    overrides = (f"ckpt_save_dir={ckpt_dir}",) + tuple(overrides)
+    overrides = (f"ckpt_save_dir={os.path.join(work_dir, 'ckpt')}",) + tuple(overrides)
     recipe = _load_recipe(config, overrides, data_dir=data_dir)
+    ckpt_dir = recipe.ckpt_save_dir  # a user's --set ckpt_save_dir is guarded the same way
+    demo_folder.claim(ckpt_dir)  # refuses a folder the demo did not make, before any work; each demo starts empty
     summary = _write_demo_data(data_dir, recipe.num_classes, train_per_class, val_per_class, DEMO_IMAGE_SIZE, 0)
     click.echo(f"demo data: {summary['train_images']} train / {summary['val_images']} val images, "
                f"{summary['num_classes']} classes in {summary['out_dir']}")
     click.echo(f"training {workers} worker(s) x batch {recipe.batch_size} at {recipe.image_resize}px for "
                f"{recipe.epoch_size} epochs (checkpoints in {ckpt_dir})")
-    shutil.rmtree(ckpt_dir, ignore_errors=True)  # the demo's own folder: each demo starts fresh
     code = run_training(config, overrides, data_dir, workers, no_resume=True, metrics_port=metrics_port)
     if code != 0:
         click.echo(f"error: the demo training exited with code {code}", err=True)

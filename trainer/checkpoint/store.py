@@ -16,6 +16,7 @@ import errno
 import json
 import os
 import re
+import stat
 import time
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
@@ -28,7 +29,7 @@ GLOBAL_STEP_KEY = "incv4_global_step"
 STEP_IN_EPOCH_KEY = "incv4_step_in_epoch"
 # Test hook: sleep this long between writing the temporary file and renaming it (a kill lands mid-write).
 
-_NAME_RE = re.compile(rf"^{PREFIX}-e(\d+)-s(\d+)\.ckpt$")
+_NAME_RE = re.compile(rf"{PREFIX}-e(\d+)-s(\d+)\.ckpt")  # used with fullmatch: no path parts, no trailing newline
 
 
 @dataclass
@@ -96,16 +97,43 @@ def _remove_quietly(path: str) -> None:
         pass
 
 
-def read_manifest(directory: str) -> List[Entry]:
-    """The manifest's entries, oldest first; [] when it is missing or unreadable (the directory scan then serves)."""
+def is_own_checkpoint(directory: str, name) -> bool:
+    """True for a name incv4 gives a checkpoint (a plain file name, no path parts) that is a regular file inside
+    `directory`, not a symlink: only such files are ever loaded or deleted, whatever a manifest says."""
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        return False
+    try:
+        return stat.S_ISREG(os.lstat(os.path.join(directory, name)).st_mode)
+    except OSError:
+        return False
+
+
+def _foreign_name(directory: str, name) -> bool:
+    """A manifest name incv4 never writes: not its naming pattern, or something other than a regular file."""
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        return True
+    return os.path.lexists(os.path.join(directory, name)) and not is_own_checkpoint(directory, name)
+
+
+def read_manifest(directory: str, log: Callable[[str], None] = print) -> List[Entry]:
+    """The manifest's entries, oldest first; [] when it is missing or unreadable (the directory scan then serves).
+    Names that are not incv4's own checkpoint files in `directory` (`../x`, absolute paths, symlinks) are left
+    out with one warning line, so they are never loaded nor pruned."""
     path = os.path.join(directory, MANIFEST)
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
-        return [Entry(e["name"], int(e["epoch"]), int(e["global_step"]), int(e.get("step_in_epoch", 0)),
-                      dict(e.get("extra", {}))) for e in data["checkpoints"]]
-    except (OSError, ValueError, KeyError, TypeError):
+        entries = [Entry(e["name"], int(e["epoch"]), int(e["global_step"]), int(e.get("step_in_epoch", 0)),
+                         dict(e.get("extra", {}))) for e in data["checkpoints"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return []
+    foreign = [e.name for e in entries if _foreign_name(directory, e.name)]
+    if not foreign:
+        return entries
+    log(f"warning: {path} names {len(foreign)} entr{'y' if len(foreign) == 1 else 'ies'} that "
+        f"{'is' if len(foreign) == 1 else 'are'} not an incv4 checkpoint file in that folder "
+        f"({', '.join(repr(n) for n in foreign[:3])}{', ...' if len(foreign) > 3 else ''}); ignored")
+    return [e for e in entries if e.name not in foreign]
 
 
 def write_manifest(directory: str, entries: List[Entry]) -> None:
@@ -124,18 +152,18 @@ def _scan(directory: str) -> List[Entry]:
     except OSError:
         return []
     for name in names:
-        match = _NAME_RE.match(name)
-        if match:
+        match = _NAME_RE.fullmatch(name)
+        if match and is_own_checkpoint(directory, name):
             found.append(Entry(name, int(match.group(1)), int(match.group(2))))
     return found
 
 
-def candidates(directory: str) -> List[Entry]:
+def candidates(directory: str, log: Callable[[str], None] = print) -> List[Entry]:
     """Checkpoints to resume from, newest first: the manifest's entries plus any complete file it does not list
     (e.g. the manifest rename was lost), without duplicates."""
     by_name = {e.name: e for e in _scan(directory)}
-    for entry in read_manifest(directory):
-        if os.path.exists(os.path.join(directory, entry.name)):
+    for entry in read_manifest(directory, log):
+        if is_own_checkpoint(directory, entry.name):
             by_name[entry.name] = entry
     return sorted(by_name.values(), key=lambda e: (e.global_step, e.epoch), reverse=True)
 
@@ -184,7 +212,7 @@ def load(path: str) -> Loaded:
 
 def load_newest(directory: str, log: Callable[[str], None] = print) -> Optional[Loaded]:
     """The newest checkpoint in `directory` that loads; damaged ones are skipped with a warning. None if none."""
-    for entry in candidates(directory):
+    for entry in candidates(directory, log):
         path = os.path.join(directory, entry.name)
         try:
             return load(path)
@@ -243,8 +271,8 @@ class CheckpointWriter:
             _fsync_file(tmp)
             os.replace(tmp, final)
             _fsync_dir(self.directory)
-            entries = [e for e in read_manifest(self.directory) if e.name != name
-                       and os.path.exists(os.path.join(self.directory, e.name))]
+            entries = [e for e in read_manifest(self.directory, self.log) if e.name != name
+                       and is_own_checkpoint(self.directory, e.name)]
             entries.append(Entry(name, position.epoch, position.global_step, position.step_in_epoch,
                                  dict(extra or {})))
             entries.sort(key=lambda e: (e.global_step, e.epoch))
@@ -263,7 +291,8 @@ class CheckpointWriter:
         listed = {e.name for e in kept}
         for entry in dropped + [e for e in _scan(self.directory) if e.name not in listed
                                 and (e.global_step, e.epoch) < (kept[0].global_step, kept[0].epoch)]:
-            _remove_quietly(os.path.join(self.directory, entry.name))
+            if is_own_checkpoint(self.directory, entry.name):  # checked again: never follow a name out
+                _remove_quietly(os.path.join(self.directory, entry.name))
         if self.metrics is not None:
             self.metrics.checkpoint_saved(time.monotonic() - started)
         return final

@@ -13,9 +13,11 @@ is replaced (or kept as is when its parameters match), anything else that is not
 from __future__ import annotations
 
 import colorsys
+import contextlib
 import json
 import os
 import shutil
+import signal
 import tempfile
 from typing import Any
 
@@ -65,8 +67,9 @@ def write_demo_dataset(out_dir: str, num_classes: int = 10, train_per_class: int
         with open(os.path.join(tmp, MARKER), "w", encoding="utf-8") as fh:
             json.dump(params, fh, indent=1, sort_keys=True)
         _move_into_place(tmp, out_dir, replace_existing=previous is not None)
-    except BaseException:
+    except BaseException:  # an error, or SIGINT/SIGTERM turned into an exception by the CLI: leave nothing behind
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp + ".old", ignore_errors=True)  # the replaced dataset, once the new one is in place
         raise
     return _summary(out_dir, params, reused=False)
 
@@ -141,16 +144,27 @@ def _previous_demo_params(out_dir: str):
                     f"refusing to overwrite it (choose another OUT_DIR)")
 
 
+@contextlib.contextmanager
+def _signals_held():
+    """Hold SIGINT/SIGTERM for a few renames, so an interruption never lands between them (out_dir would be gone
+    and the previous dataset stranded); a held signal is delivered when the block ends."""
+    signals = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _move_into_place(tmp: str, out_dir: str, replace_existing: bool) -> None:
-    if os.path.isdir(out_dir) and not replace_existing:
-        os.rmdir(out_dir)  # empty (checked above)
-    if replace_existing:
-        old = tmp + ".old"
-        os.rename(out_dir, old)
+    old = tmp + ".old"
+    with _signals_held():
+        if os.path.isdir(out_dir) and not replace_existing:
+            os.rmdir(out_dir)  # empty (checked above)
+        if replace_existing:
+            os.rename(out_dir, old)
         os.rename(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _summary(out_dir: str, params: dict, reused: bool) -> dict[str, Any]:

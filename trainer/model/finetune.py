@@ -2,17 +2,16 @@
 classifier for another num_classes) keep their fresh initialisation and are named in the log line."""
 from __future__ import annotations
 
-import os
 from typing import Callable
 
+from incv4.trainer.checkpoint.given import require_checkpoint_file
 from incv4.trainer.recipe import RecipeError
 
 
 def load_finetune_weights(network, ckpt_path: str, say: Callable[[str], None] = print) -> None:
+    require_checkpoint_file(ckpt_path)  # a directory or unreadable path: one line, exit 2
     import mindspore as ms
 
-    if not os.path.isfile(ckpt_path):
-        raise RecipeError(f"recipe key 'ckpt_path': checkpoint '{ckpt_path}' does not exist")
     try:
         params = ms.load_checkpoint(ckpt_path)
     except Exception as err:

@@ -7,7 +7,6 @@ counted.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -83,18 +82,19 @@ def _sum_across_ranks(values: list) -> list:
 
 def run_validate(recipe, ckpt_path: str, log: Callable[[str], None] = print) -> Accuracy:
     """MindCV's validate.py: build the network, load `ckpt_path`, evaluate the val split on one process."""
+    from incv4.trainer.checkpoint.given import require_checkpoint_file
+    from incv4.trainer.recipe import RecipeError
+
+    if not ckpt_path:
+        raise RecipeError("recipe key 'ckpt_path': validate needs a checkpoint (give --ckpt-path)")
+    require_checkpoint_file(ckpt_path)  # before MindSpore loads: a wrong path is one line, exit 2
     import mindspore as ms
 
     from incv4.trainer import cpu_backend
     from incv4.trainer.data import pipeline
     from incv4.trainer.model.inception_v4 import inception_v4
-    from incv4.trainer.recipe import RecipeError
     from incv4.trainer.training.world import choose_device
 
-    if not ckpt_path:
-        raise RecipeError("recipe key 'ckpt_path': validate needs a checkpoint (give --ckpt-path)")
-    if not os.path.isfile(ckpt_path):
-        raise RecipeError(f"recipe key 'ckpt_path': checkpoint '{ckpt_path}' does not exist")
     device = choose_device(recipe.device_target, log)
     cpu_backend.prepare(device, log)  # before MindSpore runs a kernel
     ms.set_context(mode=ms.GRAPH_MODE if recipe.mode == 0 else ms.PYNATIVE_MODE, device_target=device)
