@@ -1,13 +1,15 @@
 """Training recipes: MindCV's YAML keys and defaults, validated before any work starts.
 
 A recipe is a flat mapping of MindCV's `config.py` keys, so a MindCV `inception_v4` YAML runs unchanged. Keys a
-recipe leaves out take MindCV's defaults. Every problem (unknown key, wrong type, impossible value) raises
-`RecipeError` with one line that names the key. This module imports nothing heavy: the CLI renders jobs with it.
+recipe leaves out take MindCV's defaults. Every problem (unknown key, wrong type, impossible value, a key given
+twice) raises `RecipeError` with one line that names the key. A number key also takes the text MindCV's float()
+reads, such as `lr: 1e-3`, which YAML 1.1 (PyYAML) leaves a string. This module imports nothing heavy: the CLI renders jobs with it.
 """
 from __future__ import annotations
 
 import difflib
 import os
+import re
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Callable, Iterable, Mapping, Optional
@@ -21,6 +23,32 @@ SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 class RecipeError(ValueError):
     """A recipe problem, described in one line that names the key."""
+
+
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    def __init__(self, key, first_line: int, node):
+        super().__init__(None, None, f"duplicate key {key!r}", node.start_mark)
+        self.key, self.first_line = key, first_line
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error: YAML says keys are unique,
+    and PyYAML would silently keep the last value."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # merge keys (`<<`) may legitimately be overridden; complex keys are refused later
+            key = self.construct_object(key_node)
+            if key in seen:
+                raise _DuplicateKey(key, seen[key], key_node)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def _load_yaml(text: str):
+    return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 @dataclass(frozen=True)
@@ -185,6 +213,18 @@ def _type_name(kind: str) -> str:
             "pair": "a list of two numbers", "list": "a list of numbers"}[kind]
 
 
+# A decimal number as MindCV's float() reads it. YAML 1.1 (PyYAML) reads `1e-3` and `5e-5` as strings: it wants a dot
+# and a signed exponent. Only plain decimal numbers are taken, never nan, inf or `1_000`.
+_DECIMAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _number_text(value: Any) -> Any:
+    """A string that is a plain decimal number, as a float (MindCV accepts `lr: 1e-3`); anything else unchanged."""
+    if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+        return float(value)
+    return value
+
+
 def _coerce(name: str, key: Key, value: Any) -> Any:
     if value is None:
         if key.nullable or key.default is None:
@@ -197,12 +237,14 @@ def _coerce(name: str, key: Key, value: Any) -> Any:
     elif kind == "int":
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif kind == "float":
+        value = _number_text(value)
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if ok:
             value = float(value)
     elif kind == "str":
         ok = isinstance(value, str)
     elif kind in ("pair", "list"):
+        value = [_number_text(x) for x in value] if isinstance(value, (list, tuple)) else value
         ok = isinstance(value, (list, tuple)) and all(
             isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)
         if ok and kind == "pair":
@@ -291,9 +333,11 @@ def parse_override(text: str) -> tuple[str, Any]:
     if key not in KEYS and key not in IGNORED_KEYS:
         raise _unknown_key_error(key)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as err:
+        value = _load_yaml(raw) if raw.strip() else ""
+    except (yaml.YAMLError, ValueError) as err:
         raise RecipeError(f"recipe key '{key}': value {raw!r} is not valid YAML ({_first_line(err)})") from None
+    except RecursionError:
+        raise RecipeError(f"recipe key '{key}': value is nested too deeply") from None
     return key, value
 
 
@@ -308,18 +352,28 @@ def read_yaml(path: str) -> dict:
             text = fh.read()
     except FileNotFoundError:
         raise RecipeError(f"recipe file '{path}': not found") from None
+    except UnicodeDecodeError as err:
+        raise RecipeError(f"recipe file '{path}': not a text file (invalid UTF-8 at byte {err.start})") from None
     except OSError as err:
         raise RecipeError(f"recipe file '{path}': cannot be read ({err.strerror})") from None
     return parse_yaml_text(text, path)
 
 
 def parse_yaml_text(text: str, name: str) -> dict:
+    nul = text.find("\0")
+    if nul >= 0:  # PyYAML would call it "not valid YAML"; it is not text at all
+        raise RecipeError(f"recipe file '{name}': not a text file (NUL byte at character {nul})")
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
+        raw = _load_yaml(text)
+    except _DuplicateKey as err:
+        raise RecipeError(f"recipe file '{name}': key {err.key!r} is given twice (lines {err.first_line} and "
+                          f"{err.problem_mark.line + 1})") from None
+    except (yaml.YAMLError, ValueError) as err:  # ValueError: a bad explicit tag such as `!!float abc`
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise RecipeError(f"recipe file '{name}': not valid YAML{where}") from None
+    except RecursionError:
+        raise RecipeError(f"recipe file '{name}': nested too deeply to be a recipe") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -342,7 +396,11 @@ def load(path: Optional[str] = None, overrides: Iterable[str] = (), **explicit: 
 
 
 def require_data_dir(recipe: Recipe, splits: Iterable[str]) -> None:
-    """Fail with one line before training when the data directory or a split is missing."""
+    """Fail with one line before training when the data directory or a split is missing, or when the splits' class
+    folders disagree with each other or with num_classes (which would make labels silently wrong)."""
+    from incv4.trainer.data.check import check_class_folders  # lazy: listing data is not a recipe's concern
+
+    splits = list(splits)
     data_dir = recipe["data_dir"]
     if not data_dir or not os.path.isdir(data_dir):
         raise RecipeError(f"recipe key 'data_dir': directory '{data_dir}' does not exist "
@@ -351,6 +409,7 @@ def require_data_dir(recipe: Recipe, splits: Iterable[str]) -> None:
         path = os.path.join(data_dir, split)
         if not os.path.isdir(path):
             raise RecipeError(f"recipe key 'data_dir': '{data_dir}' has no '{split}/' split folder")
+    check_class_folders(data_dir, splits, recipe["train_split"], recipe["num_classes"])
 
 
 def shipped_path(name: str) -> str:

@@ -1,28 +1,32 @@
 """Checking an ImageFolder before training, so bad data stops a run before it starts.
 
 Unreadable or truncated images, files that are not images (and folders nested in a class folder, whose images
-would not be read), empty class folders, val classes unknown to train and a missing split each raise `DataError`
-(a `RecipeError`: the CLI prints one line and exits 2) naming the count and the first few paths, e.g.
+would not be read), entries that are not regular files (a named pipe is never opened), empty class folders, val
+classes unknown to train and a missing split each raise `DataError` (a `RecipeError`: the CLI prints one line and
+exits 2) naming the count and the first few paths, e.g.
 "data: 2 unreadable images in /d/train (first: a/1.JPEG: truncated, b/2.JPEG: not an image)". Stopping beats
-skipping: a broken extraction or a half-copied volume should be fixed, not silently trained around.
+skipping: a broken extraction or a half-copied volume should be fixed, not silently trained around, and an image
+the decoder cannot handle may kill a data worker with a signal instead of raising an error.
 
-The check is cheap enough to run on every start: it reads each image's first 16 bytes and last 1 KiB (format
-magic, JPEG end-of-image marker, PNG IEND chunk) and fully decodes only the suspects; `deep=True` decodes every
-image with Pillow. On ImageNet it still takes minutes, so a successful check can be cached in `cache_dir` (keyed
-by the split's path and its list of file names) and restarts of a long run skip the reads; a file changed in
-place after a successful check is not re-read.
+By default every image is fully decoded with Pillow (`deep=True`), in parallel threads (Pillow's decoders release
+the GIL). A successful check is cached in a folder of this node (`node_cache_dir()`, or `cache_dir`), keyed by the
+split's path and the name, size and modification time of each image, so the launcher checks once per node and its
+workers, and restarts, only list and stat the files. `deep=False` reads only each image's first 16 bytes and last
+1 KiB (format magic, JPEG end-of-image marker, PNG IEND chunk) and decodes only the suspects.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
-from incv4.trainer.data.folder import DataError, class_folders, scan_class, split_dir
+from incv4.trainer.data.folder import DataError, class_folders, no_class_folders, scan_class, split_dir
 
 SHOWN_PATHS = 3  # how many example paths an error message lists per kind of problem
 
@@ -41,9 +45,12 @@ _TAIL = 1024
 
 def _read_ends(path: str):
     """(size, first 16 bytes, last _TAIL bytes) of a file."""
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a named pipe put in place after the listing never blocks
     try:
-        size = os.fstat(fd).st_size
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        size = info.st_size
         head = os.pread(fd, 16, 0)
         tail = os.pread(fd, _TAIL, max(0, size - _TAIL)) if size else b""
     finally:
@@ -106,15 +113,23 @@ class SplitReport:
     images: int = 0
     unreadable: list = field(default_factory=list)  # "class/file: reason"
     non_images: list = field(default_factory=list)
+    special_files: list = field(default_factory=list)  # "class/file: named pipe"
     empty_classes: list = field(default_factory=list)
     unknown_classes: list = field(default_factory=list)
     from_cache: bool = False
 
     def problems(self) -> list:
+        if not self.classes:
+            return [no_class_folders(self.path)]
         parts = []
+        if not self.images:  # every class folder empty: one clear line instead of a list of empty folders
+            parts.append(f"{self.path}/ has no images in its {self.classes} class folders")
+        empty_classes = self.empty_classes if self.images else []
         for items, one, many in ((self.unreadable, "unreadable image", "unreadable images"),
+                                 (self.special_files, "entry that is not a regular file",
+                                  "entries that are not regular files"),
                                  (self.non_images, "non-image file", "non-image files"),
-                                 (self.empty_classes, "empty class folder", "empty class folders"),
+                                 (empty_classes, "empty class folder", "empty class folders"),
                                  (self.unknown_classes, "class folder not in the train split",
                                   "class folders not in the train split")):
             if items:
@@ -123,11 +138,32 @@ class SplitReport:
         return parts
 
 
-def check_image_folder(data_dir: str, splits: Iterable[str] = ("train", "val"), deep: bool = False,
-                       cache_dir: Optional[str] = None, workers: int = 4) -> list:
+NODE_CACHE = "<node>"  # check_image_folder's default cache_dir: node_cache_dir()
+
+
+def node_cache_dir() -> str:
+    """This node's (and this user's) folder for data-check results: the temporary folder is local to a node or pod."""
+    return os.path.join(tempfile.gettempdir(), f"incv4-data-check-{os.getuid()}")
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def check_image_folder(data_dir: str, splits: Iterable[str] = ("train", "val"), deep: bool = True,
+                       cache_dir: Optional[str] = NODE_CACHE, workers: Optional[int] = None) -> list:
     """Check the splits of an ImageFolder before training; return a `SplitReport` per split, or raise `DataError`
-    (one line) describing every problem found. The first split is the one whose classes define the labels."""
+    (one line) describing every problem found. The first split is the one whose classes define the labels.
+    cache_dir=None checks every time; workers defaults to this process's cores."""
     splits = list(splits)
+    if cache_dir == NODE_CACHE:
+        cache_dir = node_cache_dir()
+        _make_private_dir(cache_dir)
+        cache_dir = cache_dir if _trusted(cache_dir) else None
+    workers = workers or available_cores()
     reports = []
     train_classes = None
     for split in splits:
@@ -145,12 +181,10 @@ def _list_split(report: SplitReport, root: str, train_classes) -> list:
     """Fill the report's folder-level findings; return the split's image paths relative to `root`."""
     classes = class_folders(root)
     report.classes = len(classes)
-    if not classes:
-        report.empty_classes.append("(no class folders at all)")
-        return []
     images = []
     for name in classes:
-        found, others = scan_class(os.path.join(root, name))
+        found, others, specials = scan_class(os.path.join(root, name))
+        report.special_files.extend(os.path.join(name, rel) for rel in specials)
         if train_classes is not None and name not in train_classes:
             report.unknown_classes.append(name)
         if not found:
@@ -167,11 +201,11 @@ def _check_split(split: str, root: str, train_classes, deep: bool, cache_dir: Op
     images = _list_split(report, root, train_classes)
     if not report.classes:
         return report
-    fingerprint = _fingerprint(root, images, deep)
-    if _cache_hit(cache_dir, root, fingerprint):
-        report.from_cache = True
-        return report
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # file reads release the GIL
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # file reads and Pillow's decoding release the GIL
+        fingerprint = _fingerprint(root, images, deep, pool)
+        if _cache_hit(cache_dir, root, fingerprint):
+            report.from_cache = True
+            return report
         results = pool.map(lambda rel: _image_problem(os.path.join(root, rel), deep), images, chunksize=256)
         report.unreadable = [f"{rel}: {problem}" for rel, problem in zip(images, results) if problem]
     if not report.problems():
@@ -179,11 +213,39 @@ def _check_split(split: str, root: str, train_classes, deep: bool, cache_dir: Op
     return report
 
 
-def _fingerprint(root: str, images: list, deep: bool) -> str:
+def _file_state(path: str) -> str:
+    try:
+        info = os.stat(path)
+    except OSError as err:
+        return f"error {err.errno}"  # an unreadable file is found by the check itself
+    return f"{info.st_size} {info.st_mtime_ns}"
+
+
+def _fingerprint(root: str, images: list, deep: bool, pool: ThreadPoolExecutor) -> str:
+    """The state of a split's images: names, sizes and modification times; a change to any of them re-checks."""
     digest = hashlib.sha256(f"{os.path.abspath(root)}\0{deep}\0".encode())
-    for rel in images:
-        digest.update(rel.encode("utf-8", "surrogateescape") + b"\0")
+    states = pool.map(lambda rel: _file_state(os.path.join(root, rel)), images, chunksize=256)
+    for rel, state in zip(images, states):
+        digest.update(rel.encode("utf-8", "surrogateescape") + b"\0" + state.encode() + b"\0")
     return digest.hexdigest()
+
+
+def _make_private_dir(path: str) -> None:
+    """Best effort: without the folder the check just runs every time."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError:
+        pass
+
+
+def _trusted(cache_dir: str) -> bool:
+    """Only a folder this user owns and nobody else can write may vouch for data: in the shared temporary folder,
+    another user could have planted a result."""
+    try:
+        info = os.stat(cache_dir)
+    except OSError:
+        return False
+    return info.st_uid == os.getuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
 def _cache_file(cache_dir: str, root: str) -> str:
@@ -213,3 +275,39 @@ def _cache_store(cache_dir: Optional[str], root: str, fingerprint: str) -> None:
         os.replace(tmp, target)
     except OSError:
         pass
+
+
+def _names(items: list) -> str:
+    return ", ".join(items[:SHOWN_PATHS]) + (f", ... ({len(items)} in all)" if len(items) > SHOWN_PATHS else "")
+
+
+def check_class_folders(data_dir: str, splits: Iterable[str], train_split: str, num_classes: int) -> None:
+    """Refuse class folders that would make labels wrong, in one line naming the difference.
+
+    Labels are the train split's sorted class folders (`folder.list_image_folder`), so train may hold at most
+    num_classes classes (a label >= num_classes would be counted as a wrong class), and every other split may only
+    have train's class folders (its other images would be dropped). A val split lacking some of train's classes
+    keeps the right labels and is accepted (a subset to validate on). Without a train split on disk (validate needs only val, as MindCV's validate.py),
+    the val folders themselves give the labels, so they must be exactly num_classes: a val folder lacking a class
+    would shift every label after it."""
+    train_dir = os.path.join(data_dir, train_split)
+    train = class_folders(train_dir) if os.path.isdir(train_dir) else []
+    if train_split in splits and not train:
+        raise DataError(no_class_folders(train_dir))
+    if len(train) > num_classes:
+        raise DataError(f"data: {train_dir}/ has {len(train)} classes but num_classes is {num_classes}")
+    for split in splits:
+        if split == train_split:
+            continue
+        root = split_dir(data_dir, split)
+        found = class_folders(root)
+        if not found:
+            raise DataError(no_class_folders(root))
+        if not train:
+            if len(found) != num_classes:
+                raise DataError(f"data: {root}/ has {len(found)} classes but num_classes is {num_classes} (with no "
+                                f"{train_split}/ split to take the classes from, {split}/ must hold all of them)")
+            continue
+        extra = sorted(set(found) - set(train))
+        if extra:
+            raise DataError(f"data: {root}/ has classes not in {train_dir}/: {_names(extra)}")

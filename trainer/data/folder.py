@@ -3,7 +3,8 @@
 Images are JPEG, PNG, BMP or TIFF files directly inside a class folder. Class folders sorted by name give the label
 indices, as in MindCV's ImageFolderDataset; the val split uses the train split's class list, so a val folder that
 lacks a class never shifts the labels. Hidden files and folders (".DS_Store", ".ipynb_checkpoints") and files lying
-directly in a split folder are ignored.
+directly in a split folder are ignored. Entries that are neither folders nor regular files (a named pipe,
+a socket, a broken link) are listed apart and never opened.
 
 `DataError` is the one-line error every data problem raises. This module does not import MindSpore, so the CLI
 can list and check data before any MindSpore work.
@@ -11,6 +12,7 @@ can list and check data before any MindSpore work.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -56,19 +58,40 @@ def class_folders(split_dir: str) -> list:
         return sorted(e.name for e in entries if e.is_dir() and not is_hidden(e.name))
 
 
+def _special_kind(entry: os.DirEntry) -> str:
+    """What a class-folder entry that is neither a folder nor a regular file is (it is never opened)."""
+    try:
+        mode = entry.stat().st_mode
+    except OSError:
+        return "broken link"
+    if stat.S_ISFIFO(mode):
+        return "named pipe"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
+
+
 def scan_class(class_dir: str):
-    """(image files, other entries) directly inside a class folder, sorted, hidden entries skipped. Like MindSpore's
-    ImageFolderDataset (and so MindCV), images in nested folders are not read: a nested folder is an "other"."""
-    images, others = [], []
+    """(image files, other entries, special entries) directly inside a class folder, sorted, hidden entries skipped.
+    Like MindSpore's ImageFolderDataset (and so MindCV), images in nested folders are not read: a nested folder is
+    an "other". Special entries ("name: named pipe") are never images whatever their name: opening a named pipe
+    would wait forever."""
+    images, others, specials = [], [], []
     with os.scandir(class_dir) as entries:
         for entry in sorted(entries, key=lambda e: e.name):
             if is_hidden(entry.name):
                 continue
             if entry.is_dir():
                 others.append(entry.name + "/")
+            elif not entry.is_file():
+                specials.append(f"{entry.name}: {_special_kind(entry)}")
             else:
                 (images if is_image_name(entry.name) else others).append(entry.name)
-    return images, others
+    return images, others, specials
+
+
+def no_class_folders(root: str) -> str:
+    return f"data: {root}/ has no class folders (expected {root}/<class>/<image>)"
 
 
 def split_dir(data_dir: str, split: str) -> str:
@@ -88,15 +111,15 @@ def list_image_folder(data_dir: str, split: str, classes: Optional[Sequence[str]
     found = class_folders(root)
     classes = list(found if classes is None else classes)
     if not classes:
-        raise DataError(f"data: {root} has no class folders")
+        raise DataError(no_class_folders(root))
     paths, labels = [], []
     present = set(found)
     for label, name in enumerate(classes):
         if name not in present:
             continue
-        images, _ = scan_class(os.path.join(root, name))
+        images, _, _ = scan_class(os.path.join(root, name))
         paths.extend(os.path.join(name, rel) for rel in images)
         labels.extend([label] * len(images))
     if not paths:
-        raise DataError(f"data: {root} has no images")
+        raise DataError(f"data: {root}/ has no images")
     return ImageFolder(root, classes, np.array([os.fsencode(p) for p in paths]), np.array(labels, dtype=np.int32))

@@ -22,6 +22,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from incv4.trainer.data.check import available_cores
 from incv4.trainer.data.folder import DataError, ImageFolder, class_folders, list_image_folder
 from incv4.trainer.data.transforms import RandomErasing, eval_transforms, train_transforms
 from incv4.trainer.recipe import RecipeError
@@ -107,21 +108,21 @@ def _sampler_class():
     return EpochShardSampler
 
 
-def _available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def _workers(recipe, override: Optional[int]) -> int:
     wanted = override if override is not None else recipe.num_parallel_workers
-    return max(1, min(int(wanted), _available_cores()))
+    return max(1, min(int(wanted), available_cores()))
 
 
 def _check_rank(rank_id: int, rank_size: int) -> None:
     if rank_size < 1 or not 0 <= rank_id < rank_size:
         raise DataError(f"data: rank {rank_id} is not within rank_size {rank_size}")
+
+
+def _check_num_classes(folder: ImageFolder, recipe) -> None:
+    """Labels >= num_classes would be trained on or counted as wrong answers: never silently."""
+    if len(folder.classes) > recipe.num_classes:
+        raise DataError(f"data: {folder.root}/ has {len(folder.classes)} classes but num_classes is "
+                        f"{recipe.num_classes}")
 
 
 def _unsupported_keys(recipe) -> None:
@@ -146,6 +147,7 @@ def create_train_dataset(recipe, rank_id: int = 0, rank_size: int = 1, epoch: in
     _unsupported_keys(recipe)
     if folder is None:
         folder = list_image_folder(recipe.data_dir, recipe.train_split)
+    _check_num_classes(folder, recipe)
     workers = _workers(recipe, num_parallel_workers)
     sampler = _sampler_class()(len(folder), rank_id, rank_size, recipe.seed, epoch, recipe.shuffle,
                                recipe.num_samples)
@@ -173,8 +175,9 @@ def create_eval_dataset(recipe, rank_id: int = 0, rank_size: int = 1, num_parall
     _check_rank(rank_id, rank_size)
     if classes is None:
         train_dir = os.path.join(recipe.data_dir, recipe.train_split)
-        classes = class_folders(train_dir) if os.path.isdir(train_dir) else None
+        classes = (class_folders(train_dir) if os.path.isdir(train_dir) else None) or None
     folder = list_image_folder(recipe.data_dir, recipe.val_split, classes)
+    _check_num_classes(folder, recipe)
     if len(folder) < rank_size:
         raise DataError(f"data: {folder.root} has {len(folder)} images, fewer than the {rank_size} ranks")
     workers = _workers(recipe, num_parallel_workers)
