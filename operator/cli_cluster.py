@@ -21,7 +21,8 @@ import click
 
 from incv4.operator import job_view
 from incv4.operator.cli_spec import build, spec_options
-from incv4.operator.cluster import FINAL_PHASES, ClusterError  # cheap: the kubernetes client loads on first use
+# cheap: the kubernetes client loads on first use
+from incv4.operator.cluster import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, FINAL_PHASES, ClusterError
 from incv4.trainer import contract
 from incv4.trainer.contract import METRICS_PORT, METRICS_PORT_NAME, TASK_NAME
 
@@ -29,7 +30,12 @@ from incv4.trainer.contract import METRICS_PORT, METRICS_PORT_NAME, TASK_NAME
 # ---- shared options ------------------------------------------------------------------------------------------------
 
 def cluster_options(fn):
-    """-n/--namespace, --kubeconfig, --context: as kubectl (namespace defaults to the context's, else 'default')."""
+    """-n/--namespace, --kubeconfig, --context, --request-timeout: as kubectl (namespace defaults to the context's,
+    else 'default')."""
+    fn = click.option("--request-timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_READ_TIMEOUT,
+                      show_default=True, metavar="SECONDS",
+                      help="How long to wait for the API server to answer a call (connecting: at most "
+                      f"{DEFAULT_CONNECT_TIMEOUT:g} s of it).")(fn)
     fn = click.option("--context", help="kubeconfig context to use [current context].")(fn)
     fn = click.option("--kubeconfig", envvar="KUBECONFIG", help="Path to the kubeconfig [$KUBECONFIG, ~/.kube/config; "
                       "in-cluster config inside a pod].")(fn)
@@ -54,10 +60,11 @@ def _dump(objects, output: str) -> str:
                          for o in objects).rstrip("\n")
 
 
-def _connect(namespace, kubeconfig, context):
-    from incv4.operator.cluster import Cluster
+def _connect(namespace, kubeconfig, context, request_timeout):
+    from incv4.operator.cluster import Cluster, Timeouts
 
-    return Cluster(kubeconfig=kubeconfig, context=context, namespace=namespace)
+    return Cluster(kubeconfig=kubeconfig, context=context, namespace=namespace,
+                   timeouts=Timeouts(read=request_timeout))
 
 
 # ---- render / submit ------------------------------------------------------------------------------------------------
@@ -81,7 +88,7 @@ def render(namespace, output, **params):
               flag_value="client", help="client (the default of a bare --dry-run): print what would be sent; "
               "server: let the API server validate it without persisting.")
 @output_option("name", "yaml", "json")
-def submit(namespace, kubeconfig, context, dry_run, output, **params):
+def submit(namespace, kubeconfig, context, request_timeout, dry_run, output, **params):
     """Create the run's recipe ConfigMap and Volcano Job."""
     from incv4.operator.render import render_all
 
@@ -89,13 +96,13 @@ def submit(namespace, kubeconfig, context, dry_run, output, **params):
     if dry_run == "client":
         click.echo(_dump(render_all(job_spec, recipe_text), "json" if output == "json" else "yaml"))
         return
-    cluster = _connect(namespace, kubeconfig, context)
+    cluster = _connect(namespace, kubeconfig, context, request_timeout)
     if not namespace:  # the kubeconfig context's namespace (or the pod's, in-cluster)
         job_spec = dataclasses.replace(job_spec, namespace=cluster.namespace)
     configmap, job = render_all(job_spec, recipe_text)
     name = job_spec.name
     if dry_run == "server":
-        sent = [cluster.apply_configmap(configmap, dry_run=True), cluster.create_job(job, dry_run=True)]
+        sent = [cluster.create_configmap(configmap, name, dry_run=True), cluster.create_job(job, dry_run=True)]
         if output == "name":
             click.echo(f"configmap/{configmap['metadata']['name']} created (server dry run)")
             click.echo(f"job.batch.volcano.sh/{name} created (server dry run)")
@@ -106,22 +113,31 @@ def submit(namespace, kubeconfig, context, dry_run, output, **params):
     if cluster.job_exists(name, job_spec.namespace):
         raise ClusterError(f"jobs.batch.volcano.sh {name!r} already exists in namespace {job_spec.namespace} "
                            f"(delete it first: incv4 delete {name} -n {job_spec.namespace})")
-    cluster.apply_configmap(configmap)
-    try:
-        created = cluster.create_job(job)
-    except Exception:
-        _quietly(lambda: cluster.delete_configmap(configmap["metadata"]["name"], job_spec.namespace))
-        raise
-    # Let Kubernetes' garbage collector remove the recipe with the job (also after ttlSecondsAfterFinished).
-    configmap["metadata"]["ownerReferences"] = [{
-        "apiVersion": job["apiVersion"], "kind": "Job", "name": name, "uid": created["metadata"]["uid"],
-        "blockOwnerDeletion": False}]
-    _quietly(lambda: cluster.replace_configmap(configmap))
+    created = _create_job_with_recipe(cluster, configmap, job)
     if output == "name":
         click.echo(f"configmap/{configmap['metadata']['name']} created")
         click.echo(f"job.batch.volcano.sh/{name} created")
     else:
         click.echo(_dump([created], output))
+
+
+def _create_job_with_recipe(cluster, configmap: dict, job: dict) -> dict:
+    """The recipe ConfigMap, then the Job; the recipe is then owned by the job, so Kubernetes' garbage collector
+    removes it with the job. If the Job cannot be created, only the ConfigMap this submit created (its uid) is
+    deleted again."""
+    name, namespace = job["metadata"]["name"], job["metadata"]["namespace"]
+    recipe = cluster.create_configmap(configmap, name)
+    try:
+        created = cluster.create_job(job)
+    except Exception:
+        _quietly(lambda: cluster.delete_configmap(recipe["metadata"]["name"], namespace,
+                                                  uid=recipe["metadata"].get("uid")))
+        raise
+    recipe["metadata"]["ownerReferences"] = [{
+        "apiVersion": job["apiVersion"], "kind": "Job", "name": name, "uid": created["metadata"].get("uid"),
+        "blockOwnerDeletion": False}]
+    _quietly(lambda: cluster.replace_configmap(recipe))
+    return created
 
 
 def _quietly(fn):
@@ -138,9 +154,9 @@ def _quietly(fn):
 @cluster_options
 @click.option("-A", "--all-namespaces", is_flag=True, help="List jobs in every namespace.")
 @output_option("table", "yaml", "json")
-def list_jobs(namespace, kubeconfig, context, all_namespaces, output):
+def list_jobs(namespace, kubeconfig, context, request_timeout, all_namespaces, output):
     """List Volcano jobs (vcctl's columns)."""
-    cluster = _connect(namespace, kubeconfig, context)
+    cluster = _connect(namespace, kubeconfig, context, request_timeout)
     jobs = cluster.list_jobs(all_namespaces=all_namespaces)
     if output != "table":
         click.echo(_dump([{"apiVersion": "v1", "kind": "List", "items": jobs}], output))
@@ -199,9 +215,9 @@ def _as_dict(progress) -> dict:
 @cluster_options
 @click.option("--prometheus", metavar="URL", help="Read progress from this Prometheus instead of the pods.")
 @output_option("table", "yaml", "json")
-def status(name, namespace, kubeconfig, context, prometheus, output):
+def status(name, namespace, kubeconfig, context, request_timeout, prometheus, output):
     """Phase, per-task counts, retries, conditions and training progress of a job."""
-    cluster = _connect(namespace, kubeconfig, context)
+    cluster = _connect(namespace, kubeconfig, context, request_timeout)
     job = cluster.get_job(name)
     progress, problem = (None, None)
     if job_view.phase(job) in ("Running", "Completing", "Restarting") or prometheus:
@@ -220,13 +236,13 @@ def status(name, namespace, kubeconfig, context, prometheus, output):
 @click.option("--pod", help="A pod name instead of --rank.")
 @click.option("-f", "--follow", is_flag=True, help="Stream the log until the container ends.")
 @click.option("--tail", type=int, help="Only the last N lines.")
-def logs(name, namespace, kubeconfig, context, rank, pod, follow, tail):
+def logs(name, namespace, kubeconfig, context, request_timeout, rank, pod, follow, tail):
     """Print the log of one of a job's pods (the node's first rank is echoed there by `incv4 launch`)."""
     if rank is not None and pod:
         raise click.UsageError("give --rank or --pod, not both")
     if rank is not None and rank < 0:
         raise click.BadParameter("must be >= 0", param_hint="--rank")
-    cluster = _connect(namespace, kubeconfig, context)
+    cluster = _connect(namespace, kubeconfig, context, request_timeout)
     pod = pod or f"{name}-{TASK_NAME}-{rank or 0}"
     for line in cluster.pod_logs(pod, follow=follow, tail=tail):
         click.echo(line)
@@ -239,9 +255,9 @@ def logs(name, namespace, kubeconfig, context, rank, pod, follow, tail):
               help="Seconds between progress lines while the job runs.")
 @click.option("--prometheus", metavar="URL", help="Read progress from this Prometheus instead of the pods.")
 @click.option("--no-progress", is_flag=True, help="Only phase changes.")
-def watch(name, namespace, kubeconfig, context, interval, prometheus, no_progress):
+def watch(name, namespace, kubeconfig, context, request_timeout, interval, prometheus, no_progress):
     """Follow a job's phase until it is final; exit 0 only if it Completed."""
-    cluster = _connect(namespace, kubeconfig, context)
+    cluster = _connect(namespace, kubeconfig, context, request_timeout)
     last = previous = None
     for event, job in cluster.watch_job(name, timeout_seconds=interval, ticks=True):
         if event == "DELETED":
@@ -281,16 +297,20 @@ def _now() -> str:
 @click.command()
 @click.argument("name")
 @cluster_options
-def delete(name, namespace, kubeconfig, context):
+def delete(name, namespace, kubeconfig, context, request_timeout):
     """Delete a job (its pods go with it) and its recipe ConfigMap."""
     from incv4.operator.render import recipe_configmap_name
 
-    cluster = _connect(namespace, kubeconfig, context)
+    cluster = _connect(namespace, kubeconfig, context, request_timeout)
     cluster.delete_job(name)
     click.echo(f"job.batch.volcano.sh/{name} deleted")
     recipe_configmap = recipe_configmap_name(name)
-    if cluster.delete_configmap(recipe_configmap):
+    outcome = cluster.delete_recipe_configmap(recipe_configmap, name)
+    if outcome == "deleted":
         click.echo(f"configmap/{recipe_configmap} deleted")
+    elif outcome == "kept":
+        click.echo(f"warning: configmap/{recipe_configmap} kept: it does not carry incv4's labels for job "
+                   f"{name!r}", err=True)
 
 
 def _volcano_command(command_name: str, action: str, done: str, doc: str) -> click.Command:
@@ -298,8 +318,8 @@ def _volcano_command(command_name: str, action: str, done: str, doc: str) -> cli
     @click.command(command_name, help=doc)
     @click.argument("name")
     @cluster_options
-    def send(name, namespace, kubeconfig, context):
-        command = _connect(namespace, kubeconfig, context).job_command(name, action)
+    def send(name, namespace, kubeconfig, context, request_timeout):
+        command = _connect(namespace, kubeconfig, context, request_timeout).job_command(name, action)
         click.echo(f"job.batch.volcano.sh/{name} {done} (command {command['metadata'].get('name', action)})")
     return send
 

@@ -8,11 +8,30 @@ from typing import Optional
 STATUS_COUNTS = ("pending", "running", "succeeded", "failed", "terminating", "unknown")
 
 
+def parse_timestamp(timestamp) -> Optional[datetime.datetime]:
+    """An RFC 3339 time as Kubernetes writes it (2026-12-02T10:00:00Z, also with fractional seconds or an offset),
+    in UTC; None when it is not one."""
+    if not isinstance(timestamp, str):
+        return None
+    text = timestamp.strip()
+    text = text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text
+    whole, dot, rest = text.partition(".")
+    if dot:  # fromisoformat takes at most 6 fraction digits before Python 3.11: keep microseconds
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        text = f"{whole}.{rest[:min(digits, 6)].ljust(6, '0')}{rest[digits:]}"
+    try:
+        parsed = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)).astimezone(
+        datetime.timezone.utc)
+
+
 def age(timestamp, now=None) -> str:
-    """kubectl-style age: 45s, 12m, 5h, 3d."""
-    if not timestamp:
+    """kubectl-style age: 45s, 12m, 5h, 3d; <unknown> without a readable timestamp."""
+    then = parse_timestamp(timestamp)
+    if then is None:
         return "<unknown>"
-    then = datetime.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
     seconds = max(0, int(((now or datetime.datetime.now(datetime.timezone.utc)) - then).total_seconds()))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:

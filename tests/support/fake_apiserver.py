@@ -15,6 +15,9 @@ Every request must carry `Authorization: Bearer <token>` (else 401), so tests pr
         api.write_kubeconfig(path)            # a kubeconfig pointing at it, with a bearer token
         api.fail("POST", "/jobs$", 409)       # the next matching request gets a Status error
         api.script_watch(["Running", "drop", "Completed"])   # what the next watches of a job deliver
+        api.fail("GET", "/jobs$", 200, raw=b"<html>")          # any bytes as the answer (non-JSON, empty, ...)
+
+    with SilentServer() as url: ...   # accepts connections and never answers (for timeouts)
 """
 from __future__ import annotations
 
@@ -73,13 +76,28 @@ REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFo
 
 
 class Fault:
-    def __init__(self, method, path_pattern, status, times, body, drop):
+    def __init__(self, method, path_pattern, status, times, body, drop, raw=None):
         self.method = method
         self.path = re.compile(path_pattern)
         self.status = status
         self.times = times
-        self.body = body
+        self.body = body  # a dict, or a function of the request's headers returning one
         self.drop = drop
+        self.raw = raw  # bytes sent as they are (application/json), instead of a Status body
+
+
+class SilentServer:
+    """A TCP port on loopback that accepts connections (the kernel completes the handshake for the listen
+    backlog) and never answers: what a hung API server or a black-holing proxy looks like to a client."""
+
+    def __enter__(self) -> str:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+
+    def __exit__(self, *exc):
+        self._sock.close()
 
 
 class FakeApiServer:
@@ -133,12 +151,22 @@ class FakeApiServer:
 
     # ---- test controls -------------------------------------------------------------------------------------------
 
-    def fail(self, method: str, path_pattern: str, status: int, times: int = 1, body: dict = None,
-             drop: bool = False):
-        """The next `times` requests matching method and path regex get `status` (a Status body), or with `drop`
-        have their connection closed without any response."""
+    def fail(self, method: str, path_pattern: str, status: int, times: int = 1, body=None,
+             drop: bool = False, raw: bytes = None):
+        """The next `times` requests matching method and path regex get `status` (a Status body, or `body`: a dict
+        or a function of the request's headers), or `raw` bytes as the body, or with `drop` have their connection
+        closed without any response."""
         with self.lock:
-            self.faults.append(Fault(method, path_pattern, status, times, body, drop))
+            self.faults.append(Fault(method, path_pattern, status, times, body, drop, raw))
+
+    def add_configmap(self, configmap: dict, namespace: str = "default") -> dict:
+        """A ConfigMap someone else created (kubectl, another tool)."""
+        with self.lock:
+            meta = configmap.setdefault("metadata", {})
+            meta.update(namespace=namespace, uid=str(uuid.uuid4()), resourceVersion=self._next_rv(),
+                        creationTimestamp=now())
+            self.configmaps[(namespace, meta["name"])] = configmap
+            return configmap
 
     def script_watch(self, *scripts):
         """Each script is what ONE watch request delivers, a list of steps: a phase name (the job moves to that
@@ -238,6 +266,13 @@ def _handler(server: FakeApiServer):
             self.end_headers()
             self.wfile.write(data)
 
+        def _send_raw(self, code: int, data: bytes):
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
         def _send_text(self, code: int, text: str):
             data = text.encode()
             self.send_response(code)
@@ -280,7 +315,7 @@ def _handler(server: FakeApiServer):
             url = urlparse(self.path)
             query = {k: v[-1] for k, v in parse_qs(url.query).items()}
             path = unquote(url.path)
-            body = self._body() if method in ("POST", "PUT") else None
+            body = self._body() if method in ("POST", "PUT", "DELETE") else None
             with server.lock:
                 server.requests.append((method, path, query))
                 fault = next((f for f in server.faults if f.method == method and f.path.search(path)), None)
@@ -293,6 +328,10 @@ def _handler(server: FakeApiServer):
             if fault is not None:
                 if fault.drop:
                     return self._drop()
+                if fault.raw is not None:
+                    return self._send_raw(fault.status, fault.raw)
+                if callable(fault.body):
+                    return self._send_json(fault.status, fault.body(self.headers))
                 body_out = fault.body or status_error(fault.status, REASONS.get(fault.status, "Unknown"),
                                                       f"injected {fault.status}")
                 return self._send_json(fault.status, body_out)
@@ -447,13 +486,26 @@ def _handler(server: FakeApiServer):
                 if method == "PUT":
                     if key not in server.configmaps:
                         return self._error(404, f'configmaps "{name}" not found')
-                    body["metadata"].update(namespace=ns, resourceVersion=server._next_rv())
+                    stored = server.configmaps[key]["metadata"]
+                    sent_version = body["metadata"].get("resourceVersion")
+                    if sent_version and sent_version != stored.get("resourceVersion"):
+                        return self._error(409, f'Operation cannot be fulfilled on configmaps "{name}": the object '
+                                           f"has been modified; please apply your changes to the latest version "
+                                           f"and try again", "Conflict", {"name": name, "kind": "configmaps"})
+                    body["metadata"].update(namespace=ns, uid=stored.get("uid"), resourceVersion=server._next_rv())
                     if not dry:
                         server.configmaps[key] = body
                     return self._send_json(200, body)
                 if method == "DELETE":
-                    if server.configmaps.pop(key, None) is None:
+                    if key not in server.configmaps:
                         return self._error(404, f'configmaps "{name}" not found')
+                    # DeleteOptions.preconditions.uid: Kubernetes answers 409 Conflict when the object differs.
+                    wanted = ((body or {}).get("preconditions") or {}).get("uid")
+                    actual = server.configmaps[key]["metadata"].get("uid")
+                    if wanted and wanted != actual:
+                        return self._error(409, f"Precondition failed: UID in precondition: {wanted}, UID in object "
+                                           f"meta: {actual}", "Conflict", {"name": name, "kind": "configmaps"})
+                    del server.configmaps[key]
                     return self._send_json(200, {"kind": "Status", "apiVersion": "v1", "status": "Success",
                                                  "details": {"name": name, "kind": "configmaps"}})
             return self._error(405, "method not allowed", "MethodNotAllowed")
