@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from incv4.operator.spec import JobSpec
+from incv4.operator.spec import CKPT_MOUNT, JobSpec
 from incv4.trainer import contract
 
 API_VERSION = "batch.volcano.sh/v1alpha1"
@@ -35,7 +35,6 @@ RECIPE_DIR = "/etc/incv4"
 RECIPE_FILE = "recipe.yaml"
 RECIPE_PATH = f"{RECIPE_DIR}/{RECIPE_FILE}"
 DATA_MOUNT = "/data"
-CKPT_MOUNT = "/ckpt"
 SCRATCH_MOUNT = "/tmp"  # HOME and working directory: MindSpore writes logs and compile caches there
 ASCEND_DRIVER_PATH = "/usr/local/Ascend/driver"
 VOLCANO_JOB_NAME_LABEL = "volcano.sh/job-name"  # Volcano puts it on every pod of a job
@@ -67,7 +66,7 @@ def launch_command(spec: JobSpec) -> list:
     cmd = ["incv4", "launch", "--config", RECIPE_PATH, "--data-dir", DATA_MOUNT]
     for override in spec.recipe_overrides:
         cmd += ["--set", override]
-    # Last, so a user's --set cannot point checkpoints away from the mounted volume.
+    # Last, so checkpoints always land on the mounted volume (JobSpec refuses a user's own --set ckpt_save_dir).
     cmd += ["--set", f"ckpt_save_dir={CKPT_MOUNT}", "--metrics-port", str(spec.metrics_port)]
     if spec.npus != contract.DEFAULT_LOCAL_WORKERS:
         # One worker process per NPU; the launcher's default is a full node's.

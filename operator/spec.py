@@ -38,6 +38,16 @@ _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 NPU_CHOICES = (1, 2, 4, 8)
 
+# Volcano's Job CRD declares minAvailable, tasks[].replicas (both = nodes), maxRetry and ttlSecondsAfterFinished as
+# `format: int32` (config/crd/volcano/bases/batch.volcano.sh_jobs.yaml): a larger number is refused by the API server
+# only at submit, and by nobody at render.
+INT32_MAX = 2**31 - 1
+
+# Where the pods mount the checkpoint volume; render passes `--set ckpt_save_dir=CKPT_MOUNT` to `incv4 launch` so
+# checkpoints always land on it, so a user's own `--set ckpt_save_dir` would be silently replaced: it is refused.
+CKPT_MOUNT = "/ckpt"
+RESERVED_RECIPE_KEYS = ("ckpt_save_dir",)
+
 # The pod's terminationGracePeriodSeconds must outlast the launcher's grace (contract.LAUNCH_GRACE_PERIOD): with
 # Kubernetes' default of 30 s the kubelet would SIGKILL the whole pod the moment the launcher's grace ends, and the
 # checkpoint being written could be lost.
@@ -198,7 +208,7 @@ def _is_int(v) -> bool:
 
 def check(spec: JobSpec) -> None:
     """Validate every field; raise SpecError naming the first bad one."""
-    _check_int("nodes", spec.nodes, low=1)
+    _check_int("nodes", spec.nodes, low=1, high=INT32_MAX)
     _check_name(spec.name, spec.nodes)
     if not isinstance(spec.namespace, str) or not _DNS_1123.match(spec.namespace) or len(spec.namespace) > 63:
         raise SpecError(f"namespace {spec.namespace!r}: must be a DNS-1123 label (lower-case letters, digits, '-')")
@@ -213,6 +223,7 @@ def check(spec: JobSpec) -> None:
     if not isinstance(spec.recipe_overrides, tuple) or not all(isinstance(s, str) and "=" in s
                                                                for s in spec.recipe_overrides):
         raise SpecError("recipe_overrides: must be a tuple of 'key=value' strings")
+    _check_reserved_overrides(spec.recipe_overrides)
     if spec.dataset_pvc and spec.dataset_host_path:
         raise SpecError("dataset: give either a PVC (--dataset-pvc) or a host path (--dataset-host-path), not both")
     if not spec.dataset_pvc and not spec.dataset_host_path:
@@ -227,12 +238,15 @@ def check(spec: JobSpec) -> None:
         raise SpecError(f"dataset_host_path {spec.dataset_host_path!r}: must be an absolute path")
     if not isinstance(spec.queue, str) or not _DNS_1123_SUBDOMAIN.match(spec.queue):
         raise SpecError(f"queue {spec.queue!r}: must be a DNS-1123 subdomain (lower-case letters, digits, '-', '.')")
-    _check_int("max_retry", spec.max_retry, low=0)
+    _check_int("max_retry", spec.max_retry, low=0, high=INT32_MAX)
     if spec.ttl_seconds is not None:
-        _check_int("ttl_seconds", spec.ttl_seconds, low=0)
+        _check_int("ttl_seconds", spec.ttl_seconds, low=0, high=INT32_MAX)
     _check_int("metrics_port", spec.metrics_port, low=1, high=65535)
     _check_int("run_as_user", spec.run_as_user, low=1)  # 0 would be root; the pod sets runAsNonRoot
-    _check_int("run_as_group", spec.run_as_group, low=0)
+    if _is_int(spec.run_as_group) and spec.run_as_group == 0:
+        raise SpecError("run_as_group 0: the root group is refused; give the non-root GID allowed to use "
+                        "/dev/davinci* on the nodes (HwHiAiUser's, 1000 in Ascend images)")
+    _check_int("run_as_group", spec.run_as_group, low=1)
     if not _is_int(spec.termination_grace_period) or spec.termination_grace_period < MIN_TERMINATION_GRACE_PERIOD:
         raise SpecError(f"termination_grace_period {spec.termination_grace_period!r}: must be an integer >= "
                         f"{MIN_TERMINATION_GRACE_PERIOD} (seconds; more than the {LAUNCH_GRACE_PERIOD} s incv4 launch "
@@ -257,6 +271,14 @@ def _check_int(label: str, value, low: int, high: Optional[int] = None) -> None:
     if not _is_int(value) or value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f">= {low}"
         raise SpecError(f"{label} {value!r}: must be an integer {bound}")
+
+
+def _check_reserved_overrides(overrides: Sequence[str]) -> None:
+    for override in overrides:
+        key = override.partition("=")[0].strip()
+        if key in RESERVED_RECIPE_KEYS:
+            raise SpecError(f"recipe key {key!r} is set by incv4 on the cluster (the checkpoint volume at "
+                            f"{CKPT_MOUNT}); remove --set {key}")
 
 
 def _check_name(name, nodes: int) -> None:

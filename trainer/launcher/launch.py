@@ -55,13 +55,16 @@ def launch_command(config, data_dir, overrides, nodes, node_rank, master_addr, m
     from incv4.trainer.launcher import plan
     from incv4.trainer.launcher.supervisor import run_node
     from incv4.trainer.launcher.topology import TopologyError, from_environment
+    from incv4.trainer.metrics.exporter import POD_ADDR
     from incv4.trainer.recipe import RecipeError
 
     try:
         topology = from_environment(nodes=nodes, node_rank=node_rank, master_addr=master_addr,
                                     master_port=master_port, local_workers=local_workers,
                                     resolve_timeout=min(60, cluster_timeout))
-        args, recipe = plan.plan_worker_args(config, overrides, data_dir, topology.world_size, scale_lr, train_args)
+        # The recipe and the data are checked here, before the scheduler or any worker starts.
+        args, recipe = plan.plan_worker_args(config, overrides, data_dir, topology.world_size, scale_lr, train_args,
+                                             check_images=True)
     except (TopologyError, RecipeError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(contract.USAGE)
@@ -69,7 +72,7 @@ def launch_command(config, data_dir, overrides, nodes, node_rank, master_addr, m
     sys.exit(run_node(topology, plan.worker_command(args, worker_script),
                       log_dir or os.path.join(recipe.ckpt_save_dir, "logs"), cluster_timeout=cluster_timeout,
                       grace_period=grace_period, metrics_port=metrics_port, threads_per_worker=threads_per_worker,
-                      compile_cache=cache))
+                      compile_cache=cache, metrics_addr=POD_ADDR))  # Prometheus scrapes the pod's IP
 
 
 if __name__ == "__main__":

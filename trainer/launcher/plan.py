@@ -13,6 +13,7 @@ from typing import Iterable, Optional, Sequence
 from incv4.trainer import contract
 from incv4.trainer.contract import DEFAULT_LOCAL_WORKERS
 from incv4.trainer.launcher.topology import Topology
+from incv4.trainer.metrics.exporter import LOCAL_ADDR  # a local run serves /metrics to this machine only
 from incv4.trainer.options import CLUSTER_TIMEOUT
 
 # What every worker process runs (`python -m ...`).
@@ -31,14 +32,18 @@ def _say(text: str) -> None:
 
 def plan_worker_args(recipe_path: Optional[str], overrides: Iterable[str], data_dir: Optional[str],
                      world_size: int, scale_lr: bool, extra_args: Iterable[str] = (),
-                     say=_say) -> tuple[list, object]:
+                     say=_say, check_images: bool = False) -> tuple[list, object]:
     """Validate the recipe once (one-line RecipeError before anything starts), log the global batch, and build
-    the arguments every worker gets. Returns (args, recipe)."""
+    the arguments every worker gets. Returns (args, recipe). `check_images`: also check the splits' images
+    (`check_data`), for callers that have not already (`incv4 launch`; `incv4 train` checks them itself)."""
     from incv4.trainer import recipe as recipe_lib
 
     overrides = list(overrides)
     recipe = recipe_lib.load(recipe_path, overrides, data_dir=data_dir)
-    recipe_lib.require_data_dir(recipe, [recipe.train_split])
+    if check_images:
+        check_data(recipe)
+    else:
+        recipe_lib.require_data_dir(recipe, [recipe.train_split])
     say(f"global batch {recipe.batch_size * world_size} = batch_size {recipe.batch_size} x {world_size} workers")
     extra_sets = [f"distribute={'True' if world_size > 1 else 'False'}"] + _lr_sets(recipe, world_size, scale_lr, say)
     args: list = []
@@ -49,6 +54,18 @@ def plan_worker_args(recipe_path: Optional[str], overrides: Iterable[str], data_
     for text in overrides + extra_sets:
         args += ["--set", text]
     return args + list(extra_args), recipe
+
+
+def check_data(recipe) -> None:
+    """The checks `incv4 train` makes before it starts anything (the splits exist, hold class folders with images,
+    agree with each other), so a pod with no or bad data exits 2 with one line before the scheduler or any worker
+    starts, instead of each worker finding out after MindSpore has loaded. Raises RecipeError (DataError is one)."""
+    from incv4.trainer import recipe as recipe_lib
+    from incv4.trainer.data.check import check_image_folder
+
+    splits = [recipe.train_split] + ([recipe.val_split] if recipe.val_while_train else [])
+    recipe_lib.require_data_dir(recipe, splits)
+    check_image_folder(recipe.data_dir, splits)
 
 
 def _lr_sets(recipe, world_size: int, scale_lr: bool, say) -> list:
@@ -106,4 +123,4 @@ def run_local(config: Optional[str], overrides: Iterable[str] = (), data_dir: Op
     return run_node(topology, worker_command(args, worker_script),
                     log_dir or os.path.join(recipe.ckpt_save_dir, "logs"), cluster_timeout=cluster_timeout,
                     grace_period=grace_period, metrics_port=metrics_port, threads_per_worker=threads_per_worker,
-                    compile_cache=cache)
+                    compile_cache=cache, metrics_addr=LOCAL_ADDR)

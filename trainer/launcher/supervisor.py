@@ -22,6 +22,7 @@ from typing import IO, List, Optional, Sequence
 from incv4.trainer import contract
 from incv4.trainer.launcher.environment import default_threads_per_worker, scheduler_env, worker_env
 from incv4.trainer.launcher.topology import Topology
+from incv4.trainer.metrics import exporter as metrics_lib
 
 # MindSpore prints this (GLOG level WARNING) in every process once all peers registered with the scheduler.
 CLUSTER_READY_MARK = "Cluster is successfully initialized"
@@ -335,18 +336,16 @@ def _describe_code(code: Optional[int]) -> str:
 
 def run_node(topology: Topology, worker_command: Sequence[str], log_dir: str, *, cluster_timeout: int,
              grace_period: float, metrics_port: int, threads_per_worker: int = 0,
-             compile_cache: Optional[str] = None) -> int:
+             compile_cache: Optional[str] = None, metrics_addr: str = metrics_lib.LOCAL_ADDR) -> int:
     """Run one node's share of the job (scheduler on node 0, local workers everywhere) while serving the local
-    ranks' /metrics on `metrics_port` (0 = off); returns the exit code. A port that cannot be served is a usage
-    error: one line, exit 2, nothing started."""
-    from incv4.trainer.metrics import exporter as metrics_lib
-
+    ranks' /metrics on `metrics_addr`:`metrics_port` (0 = off); returns the exit code. A port that cannot be
+    served is a usage error: one line, exit 2, nothing started."""
     metrics_dir = tempfile.mkdtemp(prefix="incv4-metrics-")
     server = None
     try:
         metrics_lib.prepare_multiprocess_dir(metrics_dir)
         try:
-            server = metrics_lib.serve(metrics_port)
+            server = metrics_lib.serve(metrics_port, addr=metrics_addr)
         except OSError as err:
             print(f"error: {err} (give --metrics-port 0 to turn metrics off)", file=sys.stderr)
             return contract.USAGE

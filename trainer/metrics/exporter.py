@@ -33,6 +33,11 @@ from typing import Iterable, Mapping, Optional
 from incv4.trainer import contract as M
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Where /metrics listens. A local run (`incv4 train`, `incv4 demo`) serves this machine only: its training details are
+# nobody else's business. Only inside a pod (`incv4 launch`) does it listen on every interface, because Prometheus
+# and the API server's pod proxy scrape the pod's IP.
+LOCAL_ADDR = "127.0.0.1"
+POD_ADDR = "0.0.0.0"
 
 # Step duration buckets: fine around the published recipe's ~81 ms/step on 8 Ascend NPUs, and coarse up to a
 # minute so the seconds-long steps of CPU runs still fall in distinct buckets.
@@ -310,9 +315,10 @@ class MetricsServer:
         self._thread.join(timeout=5)
 
 
-def serve(port: int, addr: str = "0.0.0.0") -> Optional[MetricsServer]:
+def serve(port: int, addr: str = LOCAL_ADDR) -> Optional[MetricsServer]:
     """Launcher (or a lone `incv4 train`): serve /metrics for all local ranks on `port` (0 = off) in a daemon
-    thread. Returns a handle with `.shutdown()`, or None when off."""
+    thread, on `addr` (loopback unless the caller is a pod's launcher: POD_ADDR). Returns a handle with
+    `.shutdown()`, or None when off."""
     if not port:
         return None
     from prometheus_client import start_http_server

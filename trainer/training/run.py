@@ -177,7 +177,7 @@ def _start_metrics(recipe: Recipe, rank: int, rank_size: int, metrics_port: int,
     metric = exporter.TrainerMetrics(rank, dict(zip(contract.BUILD_INFO_LABELS, build_info)))
     if metrics_port and exporter.MULTIPROC_ENV not in os.environ:
         try:  # a lone worker serves itself; under the launcher the launcher serves every rank
-            exporter.serve(metrics_port)
+            exporter.serve(metrics_port, addr=exporter.LOCAL_ADDR)  # a local run: this machine only
         except OSError as err:
             log_error(f"warning: {err}; training goes on without /metrics")
     metric.set_planned(steps_per_epoch * recipe.epoch_size, steps_per_epoch)

@@ -121,6 +121,9 @@ values:recipe.inline
 - --data-dir
 - /data
 {{- range .Values.recipe.overrides }}
+{{- if eq (trim (first (splitList "=" .))) "ckpt_save_dir" }}
+{{- fail "recipe key 'ckpt_save_dir' is set by incv4 on the cluster (the checkpoint volume at /ckpt); remove it from recipe.overrides" }}
+{{- end }}
 - --set
 - {{ . | quote }}
 {{- end }}

@@ -149,6 +149,7 @@ def test_a_typo_in_a_rendered_object_would_be_caught(chart, shared_schemas):
     ({"chip": "910C"}, "/chip", "value must be one of '910', '910B', 'cpu'"),
     ({"npus": 8}, "", "additional properties 'npus' not allowed"),
     ({"nodes": "4"}, "/nodes", "got string, want integer"),
+    ({"nodes": 2**31}, "/nodes", "maximum"),  # Volcano's minAvailable and replicas are int32
     ({"maxRetry": -1}, "/maxRetry", "minimum"),
     ({"metricsPort": 70000}, "/metricsPort", "maximum"),
     ({"shmSize": "lots"}, "/shmSize", "does not match pattern"),
@@ -157,6 +158,7 @@ def test_a_typo_in_a_rendered_object_would_be_caught(chart, shared_schemas):
     ({"recipe": {"overrides": ["epoch_size"]}}, "/recipe/overrides/0", "does not match pattern"),
     ({"rbac": {"create": True}}, "/rbac/subjects", "minItems: got 0, want 1"),
     ({"runAsUser": 0}, "/runAsUser", "minimum"),
+    ({"runAsGroup": 0}, "/runAsGroup", "minimum"),  # the root group
     ({"terminationGracePeriodSeconds": -5}, "/terminationGracePeriodSeconds", "minimum: got -5, want 31"),
     ({"terminationGracePeriodSeconds": 30}, "/terminationGracePeriodSeconds", "minimum: got 30, want 31"),
     ({"terminationGracePeriodSeconds": "60"}, "/terminationGracePeriodSeconds", "got string, want integer"),
@@ -180,6 +182,8 @@ def test_schema_uses_the_job_specs_own_rules():
     assert {"pattern": jobspec._DNS_1035.pattern} in schema["name"]["anyOf"]
     assert schema["npusPerNode"]["enum"] == list(jobspec.NPU_CHOICES)
     assert schema["chip"]["enum"] == list(jobspec.CHIPS)
+    assert schema["nodes"]["maximum"] == schema["maxRetry"]["maximum"] == jobspec.INT32_MAX
+    assert schema["runAsGroup"]["minimum"] == 1
     assert schema["terminationGracePeriodSeconds"]["minimum"] == jobspec.MIN_TERMINATION_GRACE_PERIOD
     assert schema["terminationGracePeriodSeconds"]["minimum"] > json.loads(CONTRACT.read_text())["launchGracePeriod"]
 
@@ -210,6 +214,8 @@ def test_schema_and_job_spec_agree_on_images(chart, image):
     ({}, "7-run", "must be a DNS-1035 label"),
     ({"recipe": {"file": "recipes/nope.yaml"}}, RELEASE, 'recipe.file "recipes/nope.yaml": no such file'),
     ({"dataset": {"pvc": ""}}, RELEASE, "dataset: give dataset.pvc"),
+    ({"recipe": {"overrides": ["epoch_size=2", "ckpt_save_dir=/elsewhere"]}}, RELEASE,
+     "recipe key 'ckpt_save_dir' is set by incv4 on the cluster (the checkpoint volume at /ckpt)"),
 ])
 def test_cross_field_rules_fail_with_one_clear_line(chart, values, release, problem):
     with pytest.raises(helm.HelmRenderError, match=re.escape(problem)):

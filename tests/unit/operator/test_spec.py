@@ -30,6 +30,7 @@ def test_defaults_are_one_node_with_eight_npus_on_910():
     (dict(npus=True), "npus"),
     (dict(nodes=0), "nodes"),
     (dict(nodes=-1), "nodes"),
+    (dict(nodes=2**31), "nodes"),  # Volcano's minAvailable and replicas are int32
     (dict(chip="310"), "chip"),
     (dict(image=""), "image"),
     (dict(image=None), "image"),
@@ -44,12 +45,16 @@ def test_defaults_are_one_node_with_eight_npus_on_910():
     (dict(priority_class="High"), "priority_class"),
     (dict(max_retry=-1), "max_retry"),
     (dict(ttl_seconds=-5), "ttl_seconds"),
+    (dict(max_retry=2**31), "max_retry"),
+    (dict(ttl_seconds=2**31), "ttl_seconds"),
     (dict(metrics_port=0), "metrics_port"),
     (dict(metrics_port=70000), "metrics_port"),
     (dict(cpu="lots"), "cpu"),
     (dict(memory="0"), "memory"),
     (dict(shm_size="16GB"), "shm_size"),
     (dict(run_as_user=0), "run_as_user"),
+    (dict(run_as_group=0), "run_as_group"),  # the root group
+    (dict(run_as_group=-1), "run_as_group"),
     (dict(termination_grace_period=-1), "termination_grace_period"),
     (dict(termination_grace_period=30), "termination_grace_period"),  # not more than the launcher's 30 s grace
     (dict(termination_grace_period="60"), "termination_grace_period"),
@@ -62,6 +67,7 @@ def test_defaults_are_one_node_with_eight_npus_on_910():
     (dict(env={"1BAD": "x"}), "env"),
     (dict(env={"ASCEND_VISIBLE_DEVICES": "0"}), "env ASCEND_VISIBLE_DEVICES"),
     (dict(recipe_overrides=("noequals",)), "recipe_overrides"),
+    (dict(recipe_overrides=(" ckpt_save_dir =/elsewhere",)), "recipe key 'ckpt_save_dir'"),  # render sets it
 ])
 def test_bad_values_raise_one_line_naming_the_field(changes, field):
     with pytest.raises(SpecError) as info:

@@ -58,10 +58,14 @@ class Job:
         self.out = tmp_path / name
         self.logs = self.out / "logs"
         data = tmp_path / "data"
-        (data / "train").mkdir(parents=True, exist_ok=True)
+        # launch checks the data before it starts anything: one class with one image (num_classes=1 below)
+        (data / "train" / "a").mkdir(parents=True, exist_ok=True)
+        if not (data / "train" / "a" / "0.jpg").exists():
+            from PIL import Image
+            Image.new("RGB", (8, 8)).save(data / "train" / "a" / "0.jpg")
         self.port = port or free_port()
         self.cmd = [sys.executable, "-m", "incv4.trainer.launcher.launch", "--worker-script", PROBE,
-                    "--data-dir", str(data), "--local-workers", str(workers), "--nodes", str(nodes),
+                    "--data-dir", str(data), "--set", "num_classes=1", "--local-workers", str(workers), "--nodes", str(nodes),
                     "--node-rank", str(node_rank), "--master-addr", "127.0.0.1", "--master-port", str(self.port),
                     "--log-dir", str(self.logs), "--metrics-port", "0", "--cluster-timeout", str(cluster_timeout),
                     "--grace-period", str(grace), "--no-compile-cache", "--", "--out", str(self.out), *probe_args]
