@@ -414,7 +414,7 @@ def test_optional_queue_and_claims(chart):
 
 
 def _cluster_calls() -> set:
-    """(verb, resource) of every API call incv4.operator.cluster makes: it passes both to `_call` / `_error`."""
+    """(verb, resource) of every API call incv4.operator.cluster makes: it passes both to `_call`, `_json` or `_error`."""
     source = (REPO / "operator" / "cluster.py").read_text(encoding="utf-8")
     tree = ast.parse(source)
     constants = {t.id: node.value.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
@@ -422,7 +422,7 @@ def _cluster_calls() -> set:
     calls = set()
     for node in ast.walk(tree):
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr in ("_call", "_error") and len(node.args) >= 3):
+                and node.func.attr in ("_call", "_json", "_error") and len(node.args) >= 3):
             verb, resource = (a.value if isinstance(a, ast.Constant) else constants.get(getattr(a, "id", None))
                               for a in node.args[1:3])
             if verb is None and resource is None:

@@ -8,7 +8,7 @@ from incv4.trainer.launcher.topology import Topology
 
 
 def test_global_batch_is_logged_and_lr_scaled_only_on_request(tmp_path):
-    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "a").mkdir(parents=True)  # one class folder: the data dir is checked first
     lines = []
     args, recipe = plan_worker_args(None, ["batch_size=4", "lr=0.1"], str(tmp_path), 2, False, ["--x"],
                                     say=lines.append)
