@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 from typing import Any
 
 import numpy as np
@@ -147,13 +148,22 @@ def _previous_demo_params(out_dir: str):
 @contextlib.contextmanager
 def _signals_held():
     """Hold SIGINT/SIGTERM for a few renames, so an interruption never lands between them (out_dir would be gone
-    and the previous dataset stranded); a held signal is delivered when the block ends."""
-    signals = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    and the previous dataset stranded); a held signal is raised again when the block ends. Python runs signal
+    handlers in the main thread whichever thread the kernel picked, so deferring them there holds them for the
+    whole process (a thread mask would not); outside the main thread nothing can be held."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: held.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum in dict.fromkeys(held):
+            signal.raise_signal(signum)
 
 
 def _move_into_place(tmp: str, out_dir: str, replace_existing: bool) -> None:
