@@ -40,18 +40,6 @@ def _load_recipe(config, overrides, **explicit):
     return recipes.load(config, overrides, **explicit)
 
 
-def _check_data(recipe, splits) -> None:
-    """Missing or bad data is a usage error, reported in one line before any MindSpore work."""
-    from incv4.trainer.data import pipeline as data
-    from incv4.trainer import recipe as recipes
-
-    recipes.require_data_dir(recipe, splits)
-    try:
-        data.check_image_folder(recipe.data_dir, splits)
-    except ValueError as err:
-        raise RecipeError(str(err)) from None
-
-
 def _check_checkpoint(recipe, required: bool) -> None:
     """A missing, unreadable or directory `ckpt_path` is a usage error found before MindSpore loads."""
     from incv4.trainer.checkpoint.given import require_checkpoint_file
@@ -90,7 +78,9 @@ def run_training(config, overrides, data_dir, workers, ckpt_path=None, no_resume
     via the launcher. Returns the exit code."""
     recipe = _load_recipe(config, overrides, data_dir=data_dir, ckpt_path=ckpt_path)
     _check_checkpoint(recipe, required=False)
-    _check_data(recipe, [recipe.train_split] + ([recipe.val_split] if recipe.val_while_train else []))
+    from incv4.trainer.data.check import check_run_data
+
+    check_run_data(recipe)  # one line before any MindSpore work
     _check_metrics_port(metrics_port)
     if workers == 1:
         from incv4.trainer.training.loop import train
@@ -146,7 +136,9 @@ def validate_command(config, data_dir, overrides, ckpt_path, output):
     """Top-1/top-5 of a checkpoint on the val split, as MindCV's validate.py."""
     recipe = _load_recipe(config, overrides, data_dir=data_dir, ckpt_path=ckpt_path)
     _check_checkpoint(recipe, required=True)
-    _check_data(recipe, [recipe.val_split])
+    from incv4.trainer.data.check import check_run_data
+
+    check_run_data(recipe, [recipe.val_split])
     from incv4.trainer.training import evaluate
 
     try:

@@ -311,3 +311,22 @@ def check_class_folders(data_dir: str, splits: Iterable[str], train_split: str, 
         extra = sorted(set(found) - set(train))
         if extra:
             raise DataError(f"data: {root}/ has classes not in {train_dir}/: {_names(extra)}")
+
+
+def check_run_data(recipe, splits: Optional[Iterable[str]] = None) -> None:
+    """Everything checked about a run's data before anything starts (the CLI, the launcher and each worker call
+    this one function): the data dir and its splits exist, the class folders agree with each other and with
+    num_classes, every image decodes. `splits`: the training split, plus val when the recipe evaluates while
+    training, unless given. Raises RecipeError (DataError is one) with one line."""
+    from incv4.trainer.recipe import RecipeError, require_data_dir
+
+    if splits is None:
+        splits = [recipe.train_split] + ([recipe.val_split] if recipe.val_while_train else [])
+    splits = list(splits)
+    require_data_dir(recipe, splits)
+    try:
+        check_image_folder(recipe.data_dir, splits)
+    except RecipeError:
+        raise
+    except ValueError as err:  # any other bad-data ValueError is still a one-line usage error
+        raise RecipeError(str(err)) from None

@@ -35,13 +35,15 @@ def plan_worker_args(recipe_path: Optional[str], overrides: Iterable[str], data_
                      say=_say, check_images: bool = False) -> tuple[list, object]:
     """Validate the recipe once (one-line RecipeError before anything starts), log the global batch, and build
     the arguments every worker gets. Returns (args, recipe). `check_images`: also check the splits' images
-    (`check_data`), for callers that have not already (`incv4 launch`; `incv4 train` checks them itself)."""
+    (`check_run_data`), for callers that have not already (`incv4 launch`; `incv4 train` checks them itself)."""
     from incv4.trainer import recipe as recipe_lib
 
     overrides = list(overrides)
     recipe = recipe_lib.load(recipe_path, overrides, data_dir=data_dir)
     if check_images:
-        check_data(recipe)
+        from incv4.trainer.data.check import check_run_data
+
+        check_run_data(recipe)
     else:
         recipe_lib.require_data_dir(recipe, [recipe.train_split])
     say(f"global batch {recipe.batch_size * world_size} = batch_size {recipe.batch_size} x {world_size} workers")
@@ -54,18 +56,6 @@ def plan_worker_args(recipe_path: Optional[str], overrides: Iterable[str], data_
     for text in overrides + extra_sets:
         args += ["--set", text]
     return args + list(extra_args), recipe
-
-
-def check_data(recipe) -> None:
-    """The checks `incv4 train` makes before it starts anything (the splits exist, hold class folders with images,
-    agree with each other), so a pod with no or bad data exits 2 with one line before the scheduler or any worker
-    starts, instead of each worker finding out after MindSpore has loaded. Raises RecipeError (DataError is one)."""
-    from incv4.trainer import recipe as recipe_lib
-    from incv4.trainer.data.check import check_image_folder
-
-    splits = [recipe.train_split] + ([recipe.val_split] if recipe.val_while_train else [])
-    recipe_lib.require_data_dir(recipe, splits)
-    check_image_folder(recipe.data_dir, splits)
 
 
 def _lr_sets(recipe, world_size: int, scale_lr: bool, say) -> list:

@@ -12,6 +12,7 @@ from typing import Callable, Optional
 
 from incv4.trainer import contract
 from incv4.trainer.checkpoint.store import Position
+from incv4.trainer.data.check import check_run_data
 from incv4.trainer.recipe import Recipe
 from incv4.trainer.training.console import log, log_error, quiet
 from incv4.trainer.training.world import set_up_device
@@ -67,7 +68,7 @@ def build_run(recipe: Recipe, rank: int, rank_size: int, resume: bool = True, sc
               metrics_port: int = 0) -> Run:
     """Raises RecipeError (one line) for bad data, a bad fine-tune checkpoint or a resume checkpoint of another
     network."""
-    _check_data(recipe)  # before MindSpore does anything
+    check_run_data(recipe)  # before MindSpore does anything
     import mindspore as ms
 
     from incv4.trainer.checkpoint.resume import starting_position
@@ -91,15 +92,6 @@ def build_run(recipe: Recipe, rank: int, rank_size: int, resume: bool = True, sc
               train_folder, sharing, metric, Position(), say)
     run.position = starting_position(recipe.ckpt_save_dir, train_step, rank, resume, run.total_steps, say)
     return run
-
-
-def _check_data(recipe: Recipe) -> None:
-    from incv4.trainer.data import pipeline
-    from incv4.trainer.recipe import require_data_dir
-
-    splits = [recipe.train_split] + ([recipe.val_split] if recipe.val_while_train else [])
-    require_data_dir(recipe, splits)
-    pipeline.check_image_folder(recipe.data_dir, splits)  # bad data stops here: DataError is a RecipeError
 
 
 def _amp_level(recipe: Recipe, device: str, say: Callable[[str], None]) -> str:
