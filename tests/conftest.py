@@ -38,6 +38,19 @@ def pytest_terminal_summary(terminalreporter):
             f"at the end; the e2e tests need about {E2E_DISK_NEEDED / 1e9:.0f} GB for checkpoints and graph caches")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _node_data_check_cache():
+    """The data check caches its results per node in the temporary folder (trainer/data/check.py); the tests'
+    runs write there too. Remove it at the end when the session made it (CI machines are reused)."""
+    from incv4.trainer.data.check import node_cache_dir
+
+    path = node_cache_dir()
+    existed = os.path.exists(path)
+    yield
+    if not existed:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> pathlib.Path:
     return REPO
