@@ -27,10 +27,6 @@ from incv4.trainer.data.folder import DataError, ImageFolder, class_folders, lis
 from incv4.trainer.data.transforms import RandomErasing, eval_transforms, train_transforms
 from incv4.trainer.recipe import RecipeError
 
-# Kept reachable as pipeline.X for callers not yet moved to the modules that own them.
-from incv4.trainer.data.check import check_image_folder  # noqa: F401
-from incv4.trainer.data.transforms import normalizer, with_normalizer  # noqa: F401
-
 class _FileSource:
     """Random-access source for GeneratorDataset: (raw file bytes, label). Decoding happens in C++ ops."""
 

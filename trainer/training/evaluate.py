@@ -92,6 +92,7 @@ def run_validate(recipe, ckpt_path: str, log: Callable[[str], None] = print) -> 
 
     from incv4.trainer import cpu_backend
     from incv4.trainer.data import pipeline
+    from incv4.trainer.data.transforms import with_normalizer
     from incv4.trainer.model.inception_v4 import inception_v4
     from incv4.trainer.training.world import choose_device
 
@@ -115,7 +116,7 @@ def run_validate(recipe, ckpt_path: str, log: Callable[[str], None] = print) -> 
         raise ValidateError(f"checkpoint '{ckpt_path}' lacks {len(missing)} network parameters "
                             f"(e.g. {missing[0]})")
     dataset = pipeline.create_eval_dataset(recipe, 0, 1, normalize=False)
-    return evaluate(pipeline.with_normalizer(recipe, network), dataset, recipe.batch_size, rank_size=1)
+    return evaluate(with_normalizer(recipe, network), dataset, recipe.batch_size, rank_size=1)
 
 
 class ValidateError(RuntimeError):

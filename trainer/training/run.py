@@ -73,6 +73,7 @@ def build_run(recipe: Recipe, rank: int, rank_size: int, resume: bool = True, sc
 
     from incv4.trainer.checkpoint.resume import starting_position
     from incv4.trainer.data import pipeline
+    from incv4.trainer.data.folder import list_image_folder
     from incv4.trainer.launcher.compile_share import CompileSharing
 
     device, rank, rank_size = set_up_device(recipe, rank, rank_size)
@@ -83,7 +84,7 @@ def build_run(recipe: Recipe, rank: int, rank_size: int, resume: bool = True, sc
     if rank_size == 1:  # under the launcher, the launcher logs the global batch and applies --scale-lr
         recipe = _scale_lr_alone(recipe, scale_lr, say)
     ms.set_seed(recipe.seed)  # identical initial weights on every rank
-    train_folder = pipeline.list_image_folder(recipe.data_dir, recipe.train_split)
+    train_folder = list_image_folder(recipe.data_dir, recipe.train_split)
     _, steps_per_epoch = pipeline.create_train_dataset(recipe, rank, rank_size, folder=train_folder)
     network = _build_network(recipe, amp_level)
     lr_schedule, train_step = _build_train_step(recipe, network, steps_per_epoch, rank_size, amp_level)
@@ -129,7 +130,7 @@ def _scale_lr_alone(recipe: Recipe, scale_lr: bool, say: Callable[[str], None]) 
 def _build_network(recipe: Recipe, amp_level: str):
     import mindspore as ms
 
-    from incv4.trainer.data import pipeline
+    from incv4.trainer.data.transforms import with_normalizer
     from incv4.trainer.model.finetune import load_finetune_weights
     from incv4.trainer.model.inception_v4 import inception_v4
 
@@ -141,7 +142,7 @@ def _build_network(recipe: Recipe, amp_level: str):
     if amp_level != "O0":
         ms.amp.auto_mixed_precision(network, amp_level)
     # the pipelines hand over uint8 images (a quarter of the bytes, no float work on the host): normalise in-graph
-    return pipeline.with_normalizer(recipe, network)
+    return with_normalizer(recipe, network)
 
 
 def _build_train_step(recipe: Recipe, network, steps_per_epoch: int, rank_size: int, amp_level: str):

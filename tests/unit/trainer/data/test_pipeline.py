@@ -39,17 +39,6 @@ def _collect(dataset, epochs=1):
     return out
 
 
-def test_the_pipeline_module_still_answers_for_the_names_callers_use():
-    """Callers that reach the listing, the check and the normalizer through `pipeline` keep working."""
-    from incv4.trainer.data import check, folder, transforms
-
-    assert pipeline.check_image_folder is check.check_image_folder
-    assert pipeline.list_image_folder is folder.list_image_folder
-    assert pipeline.DataError is folder.DataError and pipeline.ImageFolder is folder.ImageFolder
-    assert pipeline.class_folders is folder.class_folders
-    assert pipeline.with_normalizer is transforms.with_normalizer
-
-
 def test_train_batches_have_shape_dtype_and_labels(id_dataset, demo_recipe):
     recipe = demo_recipe(id_dataset, batch_size=4, hflip=0.5, vflip=0.5, color_jitter=0.4)
     dataset, steps = pipeline.create_train_dataset(recipe)
