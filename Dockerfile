@@ -2,21 +2,23 @@
 # The in-pod image of an incv4 training run: an Ascend CANN + Python base, MindSpore, and this package.
 #
 #   docker build -t registry.example.com/incv4:0.1.0 .
-#   docker build --build-arg BASE_IMAGE=ascendai/cann:8.0.0-910b-ubuntu22.04-py3.10 \
-#                --build-arg MINDSPORE_VERSION=2.4.10 -t registry.example.com/incv4:0.1.0-ms2.4.10 .
+#   docker build --build-arg BASE_IMAGE=ascendai/cann:8.2.rc1-910b-ubuntu22.04-py3.11 \
+#                --build-arg MINDSPORE_VERSION=2.6.0 -t registry.example.com/incv4:0.1.0-ms2.6.0 .
 #
-# MindSpore must match the CANN release in the base image. Published pairs (Ascend driver/firmware on the node):
+# MindSpore must match the CANN release in the base image, and be 2.5 or later: the launcher and the trainer call
+# ms.set_device, ms.device_context and ms.runtime.dispatch_threads_num, which first appear in MindSpore 2.5. So
+# MindSpore 2.3.1 + CANN 8.0.RC2.beta1, the pair of MindCV's InceptionV4 README (its published 80.98 top-1), and
+# 2.4.10 + CANN 8.0.0 cannot run incv4. Published pairs that can (Ascend driver/firmware on the node):
 #
 #   mindspore | CANN (base image)  | Ascend driver | source
 #   ----------|--------------------|---------------|---------------------------------------------------------
-#   2.3.1     | 8.0.RC2.beta1      | 24.1.RC2      | MindCV's InceptionV4 README (its published 80.98 top-1);
-#             |                    |               | firmware 7.3.0.1.231
-#   2.4.10    | 8.0.0              | 24.1.0        | MindSpore Transformers' version table
-#   2.7.1     | 8.3.RC1 (default)  | 25.3.RC1      | MindSpore Transformers' version table
+#   2.6.0     | 8.2.RC1            | 25.2.x        | Ascend's ascend-deployer version_match.json
+#   2.7.1     | 8.3.RC1 (default)  | 25.3.RC1      | MindSpore Transformers' version table; version_match.json
 #
-# Base images follow Ascend's tag scheme <cann>-<chip>-<os>-<python>: `910b` images for Atlas A2 (910B), `910` for
-# Atlas 800 (910). incv4's own test suite runs on MindSpore 2.10.0's CPU build; no NPU pair has been tested by
-# this project: treat the table as the vendors' published compatibility, not as incv4 results.
+# Base images follow Ascend's tag scheme <cann>-<chip>-<os>-<python>: `910b` images for Atlas A2 (910B, the default
+# chip of `incv4 render` and the chart), `910` for Atlas 800 (910); build one per chip you run on, for the
+# architecture of its nodes (`--arch`). incv4's own test suite runs on MindSpore 2.10.0's CPU build; no NPU pair has
+# been tested by this project: treat the table as the vendors' published compatibility, not as incv4 results.
 ARG BASE_IMAGE=ascendai/cann:8.3.rc1-910b-ubuntu22.04-py3.11
 FROM ${BASE_IMAGE}
 

@@ -3,7 +3,9 @@ columns, the status summary and its text, and the one-line training progress. Pu
 from __future__ import annotations
 
 import datetime
-from typing import Optional
+from typing import Optional, Sequence
+
+from incv4.trainer import contract
 
 STATUS_COUNTS = ("pending", "running", "succeeded", "failed", "terminating", "unknown")
 
@@ -41,6 +43,46 @@ def age(timestamp, now=None) -> str:
 
 def phase(job: dict) -> str:
     return ((job.get("status") or {}).get("state") or {}).get("phase") or "Pending"
+
+
+# What a permanent exit code (contract.PERMANENT) means, for `incv4 status`.
+PERMANENT_MEANINGS = {
+    contract.USAGE: "a usage error (bad flags, recipe, data or Volcano environment)",
+    contract.DIVERGED: "training diverged (non-finite losses in a row)",
+}
+# The phases a job reaches through each ending (Volcano's pkg/controllers/job/state): the policies' TerminateJob on a
+# permanent exit code, `incv4 suspend`'s AbortJob, and maxRetry restarts used up.
+TERMINATED_PHASES = ("Terminating", "Terminated")
+SUSPENDED_PHASES = ("Aborting", "Aborted")
+
+
+def permanent_exit(pods: Optional[Sequence[dict]]) -> Optional[str]:
+    """`pod <name> exited <code>: <meaning>` for the first pod whose container ended with a permanent code, or None."""
+    for pod in pods or ():
+        for status in (pod.get("status") or {}).get("containerStatuses") or ():
+            for state in (status.get("state"), status.get("lastState")):
+                code = ((state or {}).get("terminated") or {}).get("exitCode")
+                if code in PERMANENT_MEANINGS:
+                    name = (pod.get("metadata") or {}).get("name", "?")
+                    return f"pod {name} exited {code}: {PERMANENT_MEANINGS[code]}"
+    return None
+
+
+def outcome(job: dict, pods: Optional[Sequence[dict]] = None) -> Optional[str]:
+    """How a job ended, when that is more than its phase says: failed permanently (with the reason from `pods`, the
+    job's pods, when given), suspended, or out of retries; None while it runs or when it completed."""
+    current = phase(job)
+    if current in TERMINATED_PHASES:
+        codes = " or ".join(f"{code} ({meaning.split(' (')[0]})" for code, meaning in PERMANENT_MEANINGS.items())
+        reason = permanent_exit(pods) or f"a pod exited with a permanent code, {codes}; see `incv4 logs`"
+        return f"failed permanently: {reason}"
+    if current in SUSPENDED_PHASES:
+        return "suspended: `incv4 resume` continues from the last checkpoint"
+    if current == "Failed":
+        status = job.get("status") or {}
+        tries = f" ({status.get('retryCount', 0)} of {(job.get('spec') or {}).get('maxRetry', '?')})"
+        return f"failed: the restarts are used up{tries}; `incv4 logs` tells why the pods failed"
+    return None
 
 
 def job_row(job: dict) -> dict:
@@ -84,13 +126,16 @@ def format_progress(progress: dict) -> str:
                       f"ETA {fmt(eta, '')}"])
 
 
-def status_summary(job: dict, default_namespace: str, progress: Optional[dict]) -> dict:
-    """What `incv4 status` reports about a job (its -o yaml/json body)."""
+def status_summary(job: dict, default_namespace: str, progress: Optional[dict],
+                   pods: Optional[Sequence[dict]] = None) -> dict:
+    """What `incv4 status` reports about a job (its -o yaml/json body); `pods`, the job's pods, name the exit code of
+    a permanent failure."""
     st = job.get("status") or {}
     state = st.get("state") or {}
     return {
         "name": job["metadata"]["name"], "namespace": job["metadata"].get("namespace", default_namespace),
-        "phase": phase(job), "reason": state.get("reason"), "message": state.get("message"),
+        "phase": phase(job), "outcome": outcome(job, pods), "reason": state.get("reason"),
+        "message": state.get("message"),
         "minAvailable": st.get("minAvailable"), "retries": st.get("retryCount", 0),
         "maxRetry": (job.get("spec") or {}).get("maxRetry"),
         "counts": {k: st.get(k, 0) for k in STATUS_COUNTS},
@@ -103,6 +148,8 @@ def status_text(summary: dict) -> str:
     """`incv4 status`'s table output: one `Label:  value` line per item."""
     lines = [f"Name:        {summary['name']}", f"Namespace:   {summary['namespace']}",
              f"Phase:       {summary['phase']}"]
+    if summary.get("outcome"):
+        lines.append(f"Outcome:     {summary['outcome']}")
     if summary["reason"] or summary["message"]:
         lines.append(f"Reason:      {summary['reason'] or '-'}: {summary['message'] or ''}".rstrip())
     lines.append(f"Min:         {summary['minAvailable']}")

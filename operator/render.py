@@ -10,8 +10,26 @@ What the rendered Job does, and why:
   not-ready addresses so peers resolve each other before readiness) and `env` (VC_TASK_INDEX per pod); `incv4 launch`
   reads both to form MindSpore's cluster.
 - Policies, first match wins in Volcano's controller: the trainer's permanent exit codes (contract.PERMANENT: a
-  usage error, a diverged run) abort the job instead of restarting it; any other pod failure or eviction restarts the
-  whole job (auto-resume continues from the last checkpoint), up to maxRetry; the task completing completes the job.
+  usage error, a diverged run) terminate the job instead of restarting it; any other pod failure or eviction restarts
+  the whole job (auto-resume continues from the last checkpoint), up to maxRetry; the task completing completes the
+  job. TerminateJob, not AbortJob: Volcano's garbage collector (pkg/controllers/garbagecollector/garbagecollector.go,
+  isJobFinished) only cleans up Completed, Failed and Terminated jobs after ttlSecondsAfterFinished; an Aborted job
+  is a suspended one (`incv4 suspend`) and would stay forever.
+- The svc plugin runs with --disable-network-policy: otherwise it creates a NetworkPolicy admitting only the job's
+  own pods (pkg/controllers/job/plugins/svc/svc.go, createNetworkPolicyIfNotExist), which shuts out a Prometheus in
+  another namespace and the API server's pod proxy (`incv4 status`) from the metrics port. A policy opening that
+  port to a monitoring namespace would still shut out the API server, whose address is no pod's; the namespace's own
+  NetworkPolicies, if any, still apply.
+- Scrape annotations (prometheus.io/scrape, /port, /path) on the pods, for a plain Prometheus without the Operator's
+  PodMonitor (docs/cluster.md has the scrape config that keeps the dashboard's labels).
+- NPUs (spec.NPU_MODES): with Volcano's NPU plugin, ASCEND_VISIBLE_DEVICES comes from the pod annotation the plugin
+  writes; with the device plugin alone it is not set (the device plugin sets it). Nodes are selected by the chip's
+  accelerator-type and the image's host-arch (MindCluster's node labels); the job carries fault-scheduling (default
+  grace) so MindCluster reschedules it away from a failed chip.
+- CPU and memory requests = limits (spec.CPU_PER_NPU, MEMORY_GIB_PER_NPU per NPU by default): the pod is Guaranteed,
+  evicted last under node pressure, and each eviction would cost a retry.
+- CANN's process logs (ASCEND_PROCESS_LOG_PATH) go to the checkpoint volume, one folder per pod, so the logs of a
+  failed attempt survive the restart.
 - One pod per node (anti-affinity on volcano.sh/job-name): each pod owns all of its node's NPUs it asks for.
 - terminationGracePeriodSeconds outlasts the grace `incv4 launch` gives its workers after SIGTERM to save a
   checkpoint (contract.LAUNCH_GRACE_PERIOD); Kubernetes' default of 30 s would SIGKILL the pod just as that grace
@@ -26,7 +44,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from incv4.operator.spec import CKPT_MOUNT, JobSpec
+from incv4.operator.spec import CKPT_MOUNT, FAULT_SCHEDULING_LABEL, HOST_ARCH_LABEL, HOST_ARCHES, JobSpec
 from incv4.trainer import contract
 
 API_VERSION = "batch.volcano.sh/v1alpha1"
@@ -40,7 +58,11 @@ ASCEND_DRIVER_PATH = "/usr/local/Ascend/driver"
 VOLCANO_JOB_NAME_LABEL = "volcano.sh/job-name"  # Volcano puts it on every pod of a job
 ASCEND_POD_LABEL = "ring-controller.atlas"
 ASCEND_NODE_LABEL = "accelerator-type"
-PERMANENT_EXIT_ACTION = "AbortJob"
+PERMANENT_EXIT_ACTION = "TerminateJob"
+SVC_PLUGIN_ARGS = ["--publish-not-ready-addresses", "--disable-network-policy"]
+# CANN's logs of each process (plog), per pod under the checkpoint volume: kept across restarts.
+ASCEND_LOG_DIR = f"{CKPT_MOUNT}/ascend-log"
+POD_NAME_ENV = "INCV4_POD_NAME"
 
 
 def configmap_name(spec: JobSpec) -> str:
@@ -88,32 +110,35 @@ def _policies() -> list:
 
 
 def _resources(spec: JobSpec) -> dict:
-    requests: dict = {}
-    limits: dict = {}
-    if spec.cpu:
-        requests["cpu"] = spec.cpu
-    if spec.memory:
-        requests["memory"] = spec.memory
+    """Requests = limits for everything: Guaranteed QoS (extended resources cannot be overcommitted anyway)."""
+    amounts: dict = {}
+    if spec.pod_cpu:
+        amounts["cpu"] = spec.pod_cpu
+    if spec.pod_memory:
+        amounts["memory"] = spec.pod_memory
     resource = spec.chip_info.resource
     if resource:
-        # Extended resources cannot be overcommitted: requests must equal limits.
-        requests[resource] = str(spec.npus)
-        limits[resource] = str(spec.npus)
-    out: dict = {}
-    if requests:
-        out["requests"] = requests
-    if limits:
-        out["limits"] = limits
-    return out
+        amounts[resource] = str(spec.npus)
+    return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
+
+
+def scrape_annotations(spec: JobSpec) -> dict:
+    """The prometheus.io annotations a plain Prometheus's pod discovery keeps (docs/cluster.md)."""
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(spec.metrics_port),
+            "prometheus.io/path": "/metrics"}
 
 
 def _env(spec: JobSpec) -> list:
     env = [{"name": "HOME", "value": SCRATCH_MOUNT}]
     resource = spec.chip_info.resource
-    if resource:
-        # The device plugin writes the chips it allocated (e.g. "Ascend910-0,Ascend910-1") into this pod annotation.
+    if resource and spec.npu_mode == "volcano":
+        # Huawei's Volcano NPU plugin writes the chips it picked (e.g. "Ascend910-0,Ascend910-1") into this pod
+        # annotation; with the device plugin alone nobody does, and the device plugin sets the variable itself.
         env.append({"name": "ASCEND_VISIBLE_DEVICES",
                     "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{resource}']"}}})
+    if resource:
+        env.append({"name": POD_NAME_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
+        env.append({"name": "ASCEND_PROCESS_LOG_PATH", "value": f"{ASCEND_LOG_DIR}/$({POD_NAME_ENV})"})
     env += [{"name": key, "value": spec.env[key]} for key in sorted(spec.env)]
     return env
 
@@ -173,10 +198,21 @@ def _pod_labels(spec: JobSpec) -> dict:
     return out
 
 
+def _job_labels(spec: JobSpec) -> dict:
+    """The pods' labels plus fault-scheduling, which the NPU plugin reads from the PodGroup (Volcano copies the
+    job's labels there: volcano-sh/volcano pkg/controllers/job/job_controller_actions.go, the PodGroup it creates)."""
+    out = _pod_labels(spec)
+    if spec.fault_scheduling_label:
+        out[FAULT_SCHEDULING_LABEL] = spec.fault_scheduling_label
+    return out
+
+
 def _node_selector(spec: JobSpec) -> Optional[dict]:
     selector = {}
     if spec.chip_info.accelerator_type:
         selector[ASCEND_NODE_LABEL] = spec.chip_info.accelerator_type
+        # Only NPU nodes carry host-arch (MindCluster labels them); a CPU smoke run goes anywhere.
+        selector[HOST_ARCH_LABEL] = HOST_ARCHES[spec.arch]
     for key in sorted(spec.node_selector):
         selector[key] = spec.node_selector[key]
     return selector or None
@@ -228,21 +264,21 @@ def render_job(spec: JobSpec, recipe_text: str = "") -> dict:
     if spec.ttl_seconds is not None:
         job_spec["ttlSecondsAfterFinished"] = spec.ttl_seconds
     job_spec["policies"] = _policies()
-    job_spec["plugins"] = {"env": [], "svc": ["--publish-not-ready-addresses"]}
+    job_spec["plugins"] = {"env": [], "svc": list(SVC_PLUGIN_ARGS)}
     job_spec["tasks"] = [{
         "name": contract.TASK_NAME,
         "replicas": spec.nodes,
         "policies": [{"event": "TaskCompleted", "action": "CompleteJob"}],
         "template": {
-            "metadata": {"labels": _pod_labels(spec)},
+            "metadata": {"labels": _pod_labels(spec), "annotations": scrape_annotations(spec)},
             "spec": _pod_spec(spec),
         },
     }]
     return {
         "apiVersion": API_VERSION,
         "kind": "Job",
-        # The Ascend label on the Job too: Volcano copies job labels to the PodGroup, where MindCluster reads it.
-        "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": _pod_labels(spec)},
+        # The Ascend labels on the Job too: Volcano copies job labels to the PodGroup, where MindCluster reads them.
+        "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": _job_labels(spec)},
         "spec": job_spec,
     }
 

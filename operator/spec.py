@@ -36,7 +36,36 @@ _LABEL_NAME = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*
                          r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
+# NPUs per pod. MindCluster's Volcano plugin (ascend-for-volcano) accepts 1, 2, 4 or 8 per pod on an Atlas 800
+# (module910x8: NpuNumInvalidMap {3, 5, 6, 7}) and 1..8 on an Atlas 800T A2 (base handler, MaxNodeNPUNum 8), in
+# single-node and, since MindCluster 5.0.RC1, in multi-node jobs ("Affinity Policy in Distributed Scenarios",
+# docs/en/scheduling/usage/basic_scheduling/01_affinity_scheduling/03_ascend_ai_processor_based_affinity.md in
+# Ascend/mind-cluster). 1, 2, 4, 8 is what both chips accept, on any number of nodes; the rest is refused.
 NPU_CHOICES = (1, 2, 4, 8)
+
+# How the pods get their NPUs, the two ways MindCluster documents (Ascend/mind-cluster, docs/en/scheduling/usage/
+# basic_scheduling/03_full_npu_scheduling_and_static_vnpu_scheduling_training.md):
+# - "volcano": Volcano's scheduler with Huawei's NPU plugin (ascend-for-volcano) picks the chips and writes them into
+#   the pod annotation huawei.com/Ascend910, which the vendor's vcjob samples pass on as ASCEND_VISIBLE_DEVICES;
+# - "device-plugin": the Ascend device plugin alone (no NPU plugin in Volcano): nobody writes that annotation, so
+#   the variable must not be set ("other schedulers do not support ASCEND_VISIBLE_DEVICES-related fields"); the
+#   device plugin's Allocate answer sets it for the container (ascend-device-plugin pkg/common SetAscendRuntimeEnv).
+NPU_MODES = ("volcano", "device-plugin")
+# MindCluster's node label host-arch (docs/en/scheduling/api/k8s.md, "Node Labels"), by the image's architecture.
+HOST_ARCH_LABEL = "host-arch"
+HOST_ARCHES = {"arm": "huawei-arm", "x86": "huawei-x86"}
+# The job label fault-scheduling (docs/en/scheduling/api/volcano.md): what the NPU plugin does when a chip or node of
+# a running job fails. grace: the pods get SIGTERM and their grace period (incv4 launch saves a checkpoint), then the
+# job is rescheduled away from the fault; force: killed at once; off: no rescheduling.
+FAULT_SCHEDULING_LABEL = "fault-scheduling"
+FAULT_SCHEDULING_CHOICES = ("grace", "force", "off")
+DEFAULT_FAULT_SCHEDULING = "grace"
+# CPU and memory per pod when not given: per NPU, so the pod is Guaranteed (requests = limits) and sized to its
+# share of an 8-NPU server (Atlas 800 / 800T A2: four Kunpeng 920, 192 cores or more): 8 ranks x (1 main thread +
+# the recipe's 8 data workers) fit 16 cores per NPU; 64 GiB per NPU covers a rank's host memory, its dataset
+# pipeline and its share of the in-memory /dev/shm (which counts against the memory limit). docs/cluster.md.
+CPU_PER_NPU = 16
+MEMORY_GIB_PER_NPU = 64
 
 # Volcano's Job CRD declares minAvailable, tasks[].replicas (both = nodes), maxRetry and ttlSecondsAfterFinished as
 # `format: int32` (config/crd/volcano/bases/batch.volcano.sh_jobs.yaml): a larger number is refused by the API server
@@ -47,6 +76,13 @@ INT32_MAX = 2**31 - 1
 # checkpoints always land on it, so a user's own `--set ckpt_save_dir` would be silently replaced: it is refused.
 CKPT_MOUNT = "/ckpt"
 RESERVED_RECIPE_KEYS = ("ckpt_save_dir",)
+
+# Environment variables the pods get from incv4 or the NPU stack; a user's own would be silently replaced.
+RESERVED_ENV = {
+    "ASCEND_VISIBLE_DEVICES": "set by the Ascend device plugin",
+    "ASCEND_PROCESS_LOG_PATH": "set by incv4 (CANN's logs on the checkpoint volume)",
+    "INCV4_POD_NAME": "set by incv4 (the pod's name)",
+}
 
 # The pod's terminationGracePeriodSeconds must outlast the launcher's grace (contract.LAUNCH_GRACE_PERIOD): with
 # Kubernetes' default of 30 s the kubelet would SIGKILL the whole pod the moment the launcher's grace ends, and the
@@ -150,8 +186,18 @@ class JobSpec:
         help="Override a recipe key, passed to `incv4 launch --set` (repeatable)."))
     nodes: int = field(default=1, metadata=_flag("--nodes", type=int, help="Nodes (pods), gang-scheduled."))
     npus: int = field(default=8, metadata=_flag("--npus", type=int, help="NPUs per node: 1, 2, 4 or 8."))
-    chip: str = field(default="910", metadata=_flag(
-        "--chip", help="910 | 910B (huawei.com/Ascend910) | cpu (no NPUs, for a smoke run)."))
+    chip: str = field(default="910B", metadata=_flag(
+        "--chip", help="910B (Atlas 800T A2) | 910 (Atlas 800), both huawei.com/Ascend910 | cpu (no NPUs, for a "
+                       "smoke run)."))
+    npu_mode: str = field(default="volcano", metadata=_flag(
+        "--npu-mode", help="volcano (Volcano with Huawei's NPU plugin, which writes the chips into a pod annotation) "
+                           "| device-plugin (the Ascend device plugin alone)."))
+    arch: str = field(default="arm", metadata=_flag(
+        "--arch", help="CPU architecture of the image and so of the nodes: arm | x86 (node label host-arch)."))
+    # None: grace with --npu-mode volcano on NPUs; only the NPU plugin reads the label, so elsewhere it is refused.
+    fault_scheduling: Optional[str] = field(default=None, metadata=_flag(
+        "--fault-scheduling", help="What MindCluster does when a chip fails: grace | force | off "
+                                   "[grace with --npu-mode volcano]."))
     dataset_pvc: Optional[str] = field(default=None, metadata=_flag(
         "--dataset-pvc", help="PVC holding the ImageFolder dataset (mounted read-only at /data)."))
     dataset_host_path: Optional[str] = field(default=None, metadata=_flag(
@@ -169,8 +215,11 @@ class JobSpec:
         "--toleration", multiple=True, metavar="KEY[=VALUE][:EFFECT]",
         parse=lambda items: tuple(parse_toleration(t) for t in items),
         help="Tolerate a taint, kubectl-taint style (repeatable)."))
-    cpu: Optional[str] = field(default=None, metadata=_flag("--cpu", help="CPU request per pod (e.g. 96)."))
-    memory: Optional[str] = field(default=None, metadata=_flag("--memory", help="Memory request per pod (e.g. 512Gi)."))
+    cpu: Optional[str] = field(default=None, metadata=_flag(
+        "--cpu", help=f"CPU per pod, request = limit (e.g. 96) [{CPU_PER_NPU} per NPU; none with --chip cpu]."))
+    memory: Optional[str] = field(default=None, metadata=_flag(
+        "--memory", help=f"Memory per pod, request = limit (e.g. 512Gi) [{MEMORY_GIB_PER_NPU}Gi per NPU; none with "
+                         f"--chip cpu]."))
     shm_size: str = field(default="16Gi", metadata=_flag("--shm-size", help="/dev/shm size (memory emptyDir)."))
     metrics_port: int = field(default=METRICS_PORT, metadata=_flag(
         "--metrics-port", type=int, help="Pod port of /metrics."))
@@ -196,6 +245,27 @@ class JobSpec:
     def chip_info(self) -> Chip:
         return CHIPS[self.chip]
 
+    @property
+    def pod_cpu(self) -> Optional[str]:
+        """The pod's CPU (request = limit): --cpu, or CPU_PER_NPU per NPU on an NPU chip."""
+        if self.cpu or not self.chip_info.resource:
+            return self.cpu
+        return str(CPU_PER_NPU * self.npus)
+
+    @property
+    def pod_memory(self) -> Optional[str]:
+        """The pod's memory (request = limit): --memory, or MEMORY_GIB_PER_NPU per NPU on an NPU chip."""
+        if self.memory or not self.chip_info.resource:
+            return self.memory
+        return f"{MEMORY_GIB_PER_NPU * self.npus}Gi"
+
+    @property
+    def fault_scheduling_label(self) -> Optional[str]:
+        """The fault-scheduling label value, or None where nobody reads it (no NPU plugin, no NPUs)."""
+        if self.npu_mode != "volcano" or not self.chip_info.resource:
+            return None
+        return self.fault_scheduling or DEFAULT_FAULT_SCHEDULING
+
 
 def max_name_length(nodes: int) -> int:
     """Longest job name whose pod hostnames `<name>-worker-<index>` stay within a DNS label."""
@@ -220,6 +290,7 @@ def check(spec: JobSpec) -> None:
         raise SpecError(f"chip {spec.chip!r}: unknown chip, expected one of {', '.join(CHIPS)}")
     if not _is_int(spec.npus) or spec.npus not in NPU_CHOICES:
         raise SpecError(f"npus {spec.npus!r}: NPUs per node must be one of {', '.join(map(str, NPU_CHOICES))}")
+    _check_npu_placement(spec)
     if not isinstance(spec.recipe_overrides, tuple) or not all(isinstance(s, str) and "=" in s
                                                                for s in spec.recipe_overrides):
         raise SpecError("recipe_overrides: must be a tuple of 'key=value' strings")
@@ -263,8 +334,25 @@ def check(spec: JobSpec) -> None:
             raise SpecError(f"env {key!r}: not a valid environment variable name")
         if not isinstance(value, str):
             raise SpecError(f"env {key}: value must be a string, got {value!r}")
-        if key == "ASCEND_VISIBLE_DEVICES":
-            raise SpecError("env ASCEND_VISIBLE_DEVICES: set by the Ascend device plugin, cannot be overridden")
+        if key in RESERVED_ENV:
+            raise SpecError(f"env {key}: {RESERVED_ENV[key]}, cannot be overridden")
+
+
+def _check_npu_placement(spec: JobSpec) -> None:
+    """NPU mode, architecture and fault scheduling: each one of its choices, and fault scheduling only where the
+    NPU plugin reads it."""
+    if spec.npu_mode not in NPU_MODES:
+        raise SpecError(f"npu_mode {spec.npu_mode!r}: expected one of {', '.join(NPU_MODES)}")
+    if spec.arch not in HOST_ARCHES:
+        raise SpecError(f"arch {spec.arch!r}: expected one of {', '.join(HOST_ARCHES)} (the image's architecture)")
+    if spec.fault_scheduling is None:
+        return
+    if spec.fault_scheduling not in FAULT_SCHEDULING_CHOICES:
+        raise SpecError(f"fault_scheduling {spec.fault_scheduling!r}: expected one of "
+                        f"{', '.join(FAULT_SCHEDULING_CHOICES)}")
+    if spec.npu_mode != "volcano" or not spec.chip_info.resource:
+        raise SpecError(f"fault_scheduling {spec.fault_scheduling!r}: only Huawei's Volcano NPU plugin acts on it; "
+                        f"it needs --npu-mode volcano and an NPU chip (got {spec.npu_mode}, chip {spec.chip})")
 
 
 def _check_int(label: str, value, low: int, high: Optional[int] = None) -> None:

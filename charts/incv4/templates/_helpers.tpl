@@ -58,13 +58,44 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 
 {{/* How each chip shows up in Kubernetes: spec.CHIPS (resource, ring-controller.atlas pod label, accelerator-type
-node label). "cpu" has none of them. */}}
+node label). "cpu" has none of them. spec.HOST_ARCHES: the host-arch node label by .Values.arch. */}}
+{{- define "incv4.hostArch" -}}
+{{- get (dict "arm" "huawei-arm" "x86" "huawei-x86") (toString .Values.arch) -}}
+{{- end -}}
+
 {{- define "incv4.chip" -}}
 {{- $chips := dict
   "910" (dict "resource" "huawei.com/Ascend910" "podLabel" "ascend-910" "acceleratorType" "module")
   "910B" (dict "resource" "huawei.com/Ascend910" "podLabel" "ascend-910b" "acceleratorType" "module-910b-8")
   "cpu" (dict) -}}
 {{- toJson (get $chips (toString .Values.chip)) -}}
+{{- end -}}
+
+{{/* The fault-scheduling label value (spec.JobSpec.fault_scheduling_label), or "" where nobody reads it: only
+Huawei's Volcano NPU plugin does, so an explicit value elsewhere is refused as spec.py refuses it. */}}
+{{- define "incv4.faultScheduling" -}}
+{{- $chip := include "incv4.chip" . | fromJson -}}
+{{- $onPlugin := and (eq .Values.npuMode "volcano") $chip.resource -}}
+{{- if and .Values.faultScheduling (not $onPlugin) -}}
+{{- fail (printf "faultScheduling %q: only Huawei's Volcano NPU plugin acts on it; it needs npuMode volcano and an NPU chip (got %s, chip %s)" .Values.faultScheduling .Values.npuMode (toString .Values.chip)) -}}
+{{- end -}}
+{{- if $onPlugin -}}
+{{- .Values.faultScheduling | default "grace" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The container's CPU and memory, requests = limits (spec.JobSpec.pod_cpu / pod_memory): the values given, or
+spec.CPU_PER_NPU and MEMORY_GIB_PER_NPU per NPU on an NPU chip; as JSON {"cpu": ..., "memory": ...}. */}}
+{{- define "incv4.podResources" -}}
+{{- $chip := include "incv4.chip" . | fromJson -}}
+{{- $out := dict -}}
+{{- $requests := .Values.resources.requests -}}
+{{- $npus := int .Values.npusPerNode -}}
+{{- if $requests.cpu }}{{ $_ := set $out "cpu" (toString $requests.cpu) }}
+{{- else if $chip.resource }}{{ $_ := set $out "cpu" (toString (mul 16 $npus)) }}{{ end -}}
+{{- if $requests.memory }}{{ $_ := set $out "memory" (toString $requests.memory) }}
+{{- else if $chip.resource }}{{ $_ := set $out "memory" (printf "%dGi" (mul 64 $npus)) }}{{ end -}}
+{{- toJson $out -}}
 {{- end -}}
 
 {{- define "incv4.recipeConfigMapName" -}}

@@ -35,9 +35,25 @@ def chart():
         yield loaded
 
 
-def render_chart(chart, values=None, name=RELEASE, namespace=NAMESPACE) -> list:
+# The API versions a cluster with the Prometheus Operator serves besides the built-in ones (what `helm install` finds
+# by discovery, and `helm template --api-versions` passes): the chart renders its PodMonitor and PrometheusRule only
+# where they are served.
+MONITORING_APIS = ("monitoring.coreos.com/v1", "monitoring.coreos.com/v1/PodMonitor",
+                   "monitoring.coreos.com/v1/PrometheusRule")
+
+
+def render_manifests(chart, values=None, name=RELEASE, namespace=NAMESPACE, api_versions=MONITORING_APIS) -> dict:
+    """`helm template --api-versions ...`: helm-python-sdk's Chart.render does not take API versions, its native
+    render does (the `api_versions` render option, Helm's Capabilities.APIVersions)."""
+    from helm_python import _native
+
+    options = {"name": name, "namespace": namespace, "api_versions": list(api_versions)}
+    return json.loads(_native.call_string("helm_render", chart._raw(), json.dumps(values or {}), json.dumps(options)))
+
+
+def render_chart(chart, values=None, name=RELEASE, namespace=NAMESPACE, api_versions=MONITORING_APIS) -> list:
     """`helm template`: schema validation, then every template; the objects (NOTES.txt left out), in file order."""
-    manifests = chart.render(values=values or {}, name=name, namespace=namespace)
+    manifests = render_manifests(chart, values, name, namespace, api_versions)
     objects = []
     for path in sorted(manifests):
         if path.endswith("NOTES.txt"):
@@ -46,8 +62,8 @@ def render_chart(chart, values=None, name=RELEASE, namespace=NAMESPACE) -> list:
     return objects
 
 
-def notes(chart, values=None) -> str:
-    return chart.render(values=values or {}, name=RELEASE, namespace=NAMESPACE)["incv4/templates/NOTES.txt"]
+def notes(chart, values=None, api_versions=MONITORING_APIS) -> str:
+    return render_manifests(chart, values, api_versions=api_versions)["incv4/templates/NOTES.txt"]
 
 
 def find(objects, kind, name=None) -> dict:
@@ -154,6 +170,10 @@ def test_a_typo_in_a_rendered_object_would_be_caught(chart, shared_schemas):
     ({"metricsPort": 70000}, "/metricsPort", "maximum"),
     ({"shmSize": "lots"}, "/shmSize", "does not match pattern"),
     ({"env": {"ASCEND_VISIBLE_DEVICES": "0"}}, "", "invalid propertyName 'ASCEND_VISIBLE_DEVICES'"),
+    ({"env": {"ASCEND_PROCESS_LOG_PATH": "/tmp"}}, "", "invalid propertyName 'ASCEND_PROCESS_LOG_PATH'"),
+    ({"npuMode": "gpu"}, "/npuMode", "value must be one of 'volcano', 'device-plugin'"),
+    ({"arch": "aarch64"}, "/arch", "value must be one of 'arm', 'x86'"),
+    ({"faultScheduling": "sometimes"}, "/faultScheduling", "value must be one of"),
     ({"tolerations": [{"key": "a", "operator": "Maybe"}]}, "/tolerations/0/operator", "value must be one of"),
     ({"recipe": {"overrides": ["epoch_size"]}}, "/recipe/overrides/0", "does not match pattern"),
     ({"rbac": {"create": True}}, "/rbac/subjects", "minItems: got 0, want 1"),
@@ -182,6 +202,10 @@ def test_schema_uses_the_job_specs_own_rules():
     assert {"pattern": jobspec._DNS_1035.pattern} in schema["name"]["anyOf"]
     assert schema["npusPerNode"]["enum"] == list(jobspec.NPU_CHOICES)
     assert schema["chip"]["enum"] == list(jobspec.CHIPS)
+    assert schema["npuMode"]["enum"] == list(jobspec.NPU_MODES)
+    assert schema["arch"]["enum"] == list(jobspec.HOST_ARCHES)
+    assert schema["faultScheduling"]["enum"] == [""] + list(jobspec.FAULT_SCHEDULING_CHOICES)
+    assert set(schema["env"]["propertyNames"]["not"]["enum"]) == set(jobspec.RESERVED_ENV)
     assert schema["nodes"]["maximum"] == schema["maxRetry"]["maximum"] == jobspec.INT32_MAX
     assert schema["runAsGroup"]["minimum"] == 1
     assert schema["terminationGracePeriodSeconds"]["minimum"] == jobspec.MIN_TERMINATION_GRACE_PERIOD
@@ -216,6 +240,9 @@ def test_schema_and_job_spec_agree_on_images(chart, image):
     ({"dataset": {"pvc": ""}}, RELEASE, "dataset: give dataset.pvc"),
     ({"recipe": {"overrides": ["epoch_size=2", "ckpt_save_dir=/elsewhere"]}}, RELEASE,
      "recipe key 'ckpt_save_dir' is set by incv4 on the cluster (the checkpoint volume at /ckpt)"),
+    ({"faultScheduling": "grace", "npuMode": "device-plugin"}, RELEASE,
+     'faultScheduling "grace": only Huawei\'s Volcano NPU plugin acts on it'),
+    ({"faultScheduling": "force", "chip": "cpu"}, RELEASE, 'faultScheduling "force": only Huawei\'s Volcano NPU'),
 ])
 def test_cross_field_rules_fail_with_one_clear_line(chart, values, release, problem):
     with pytest.raises(helm.HelmRenderError, match=re.escape(problem)):
@@ -464,8 +491,12 @@ def test_notes_tell_how_to_follow_the_run(chart):
     assert f"incv4 watch imagenet-run -n {NAMESPACE}" in text
     assert f"incv4 status imagenet-run -n {NAMESPACE}" in text
     assert "imagenet-run-dashboard" in text and "grafana_dashboard=1" in text
-    assert "WARNING: no checkpoint volume" in text
+    assert "WARNING: no checkpoint volume" in text and "maxRetry is 3" in text
     assert "WARNING" not in notes(chart, {"checkpoint": {"pvc": "ckpt"}})
+    assert "WARNING" not in notes(chart, {"checkpoint": {"createPvc": {"enabled": True}}})
+    # Without retries nothing is lost by an emptyDir: a failed run ends there anyway.
+    assert "WARNING" not in notes(chart, {"maxRetry": 0})
+    assert "WARNING" in notes(chart, {"maxRetry": 1})
 
 
 def _readme_helm_commands() -> list:
@@ -524,3 +555,68 @@ def test_readme_install_commands_match_the_chart(chart):
         release = positional[0] if command[1] in ("install", "upgrade", "template") and len(positional) > 1 \
             else RELEASE
         render_chart(chart, values, name=release)  # the schema and the templates accept the command as written
+
+
+def test_monitoring_objects_only_where_the_cluster_serves_their_apis(chart, shared_schemas):
+    """Without the Prometheus Operator's CRDs `helm install` would fail on a PodMonitor or a PrometheusRule: they are
+    rendered only when .Capabilities.APIVersions has them; the pods then keep their scrape annotations, and the notes
+    say how to scrape them."""
+    bare = render_chart(chart, api_versions=())
+    assert {"PodMonitor", "PrometheusRule"}.isdisjoint(kinds(bare))
+    assert {"Job", "ConfigMap"} <= set(kinds(bare))
+    for obj in bare:
+        validate_strictly(obj, shared_schemas)
+    only_monitors = render_chart(chart, api_versions=("monitoring.coreos.com/v1/PodMonitor",))
+    assert "PodMonitor" in kinds(only_monitors) and "PrometheusRule" not in kinds(only_monitors)
+    assert {"PodMonitor", "PrometheusRule"} <= set(kinds(render_chart(chart)))
+    annotations = find(bare, "Job")["spec"]["tasks"][0]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/port"] == "9400"
+    text = notes(chart, api_versions=())
+    assert "no monitoring.coreos.com/v1 PodMonitor API" in text and "docs/cluster.md" in text
+    assert "PodMonitor run1 scrapes port 9400" in notes(chart)
+    assert "monitoring.podMonitor.enabled is false" in notes(chart, {"monitoring": {"podMonitor": {"enabled": False}}})
+    # helm lint (no cluster, so no monitoring APIs) passes too.
+    assert helm.lint(CHART_DIR, None, strict=True)["errors"] == []
+
+
+def _docs_scrape_config() -> str:
+    text = (REPO / "docs" / "cluster.md").read_text(encoding="utf-8")
+    block = re.search(r"^## Monitoring without the Prometheus Operator\n.*?```yaml\n(.*?)```", text, re.S | re.M)
+    assert block, "docs/cluster.md: no scrape config under 'Monitoring without the Prometheus Operator'"
+    return block.group(1)
+
+
+def test_plain_prometheus_scrape_config_in_the_docs_keeps_the_run_labels():
+    """docs/cluster.md's scrape config for a Prometheus without the Operator: it keeps annotated pods, scrapes the
+    annotated port and path, and gives the series the labels the dashboard and the alerts group by."""
+    config = yaml.safe_load(_docs_scrape_config())
+    (job,) = config["scrape_configs"]
+    assert job["kubernetes_sd_configs"] == [{"role": "pod"}]
+    relabels = job["relabel_configs"]
+    targets = {r.get("target_label") for r in relabels}
+    assert set(contract.RUN_LABELS) | {"pod", "__metrics_path__"} <= targets
+    keeps = {tuple(r["source_labels"]): r["regex"] for r in relabels if r.get("action") == "keep"}
+    assert keeps[("__meta_kubernetes_pod_annotation_prometheus_io_scrape",)] == "true"
+    # The target of the named metrics port (its address is the pod's, IPv4 or IPv6, with that port).
+    assert keeps[("__meta_kubernetes_pod_container_port_name",)] == contract.METRICS_PORT_NAME
+    job_name = next(r for r in relabels if r.get("target_label") == contract.JOB_NAME)
+    assert job_name["source_labels"] == ["__meta_kubernetes_pod_label_volcano_sh_job_name"]
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (make setup-dev installs it)")
+def test_plain_prometheus_scrape_config_passes_promtool(tmp_path):
+    """Debian's Prometheus is built without Kubernetes discovery, so its promtool checks the relabelling with the
+    discovery swapped for a static target."""
+    import subprocess
+
+    path = tmp_path / "prometheus.yml"
+    discovery = "kubernetes_sd_configs:\n      - role: pod\n"
+    assert discovery in _docs_scrape_config()
+    path.write_text(_docs_scrape_config().replace(discovery, "static_configs:\n      - targets: ['127.0.0.1:9400']\n"),
+                    encoding="utf-8")
+    result = subprocess.run([shutil.which("promtool"), "check", "config", str(path)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    path.write_text(path.read_text(encoding="utf-8").replace("regex: (.+)", "regex: (.+"), encoding="utf-8")
+    assert subprocess.run([shutil.which("promtool"), "check", "config", str(path)], capture_output=True,
+                          timeout=60).returncode != 0  # promtool really reads it

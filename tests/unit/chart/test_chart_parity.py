@@ -45,6 +45,7 @@ def job_spec_for(chart, values: dict, release: str = RELEASE, namespace: str = N
         recipe_text = (CHART_DIR / v["recipe"]["file"]).read_text(encoding="utf-8")
     spec = jobspec.JobSpec(
         name=name, image=v["image"], namespace=namespace, nodes=v["nodes"], npus=v["npusPerNode"], chip=v["chip"],
+        npu_mode=v["npuMode"], arch=v["arch"], fault_scheduling=v["faultScheduling"] or None,
         recipe=source, recipe_overrides=tuple(v["recipe"]["overrides"]),
         dataset_pvc=dataset_pvc, dataset_host_path=dataset_host_path, ckpt_pvc=ckpt_pvc,
         queue=v["queue"]["name"], priority_class=v["priorityClassName"] or None, max_retry=v["maxRetry"],
@@ -63,6 +64,13 @@ EXTRA = [
      "metricsPort": 9500, "shmSize": "32Gi", "runAsUser": 1001, "runAsGroup": 1234, "image": "incv4"},
     {"nodeSelector": {"accelerator-type": "module-910b-16"}, "chip": "910B"},  # the user's label wins, as in render
     {"terminationGracePeriodSeconds": 31},  # the smallest both sides accept
+    # NPU mode, architecture, fault scheduling, and CPU/memory given or sized per NPU (issue 18)
+    {"npuMode": "device-plugin", "arch": "x86", "npusPerNode": 2, "nodes": 3},
+    {"chip": "910", "faultScheduling": "force", "resources": {"requests": {"cpu": "40"}}},
+    {"faultScheduling": "off", "resources": {"requests": {"memory": "300Gi"}}, "npusPerNode": 4},
+    {"chip": "cpu", "npuMode": "device-plugin", "arch": "x86"},
+    {"nodeSelector": {"host-arch": "huawei-x86"}},  # the user's label wins here too
+    {"metricsPort": 9555, "maxRetry": 0},
 ]
 
 

@@ -125,11 +125,11 @@ def test_volcano_job_shape():
     js = job["spec"]
     assert (js["queue"], js["priorityClassName"], js["maxRetry"], js["ttlSecondsAfterFinished"]) == \
         ("research", "high", 5, 600)
-    assert js["plugins"] == {"env": [], "svc": ["--publish-not-ready-addresses"]}
-    # Permanent trainer exit codes abort; they come first because Volcano applies the first matching policy.
+    assert js["plugins"] == {"env": [], "svc": ["--publish-not-ready-addresses", "--disable-network-policy"]}
+    # Permanent trainer exit codes terminate; they come first because Volcano applies the first matching policy.
     permanent = [p for p in js["policies"] if "exitCode" in p]
     assert [p["exitCode"] for p in permanent] == list(contract.PERMANENT) == [2, 4]
-    assert all(p["action"] == "AbortJob" for p in permanent)
+    assert all(p["action"] == "TerminateJob" for p in permanent)
     assert js["policies"][:len(permanent)] == permanent
     assert js["policies"][-1] == {"events": ["PodEvicted", "PodFailed"], "action": "RestartJob"}
     assert all(not ("exitCode" in p and ("event" in p or "events" in p)) for p in js["policies"])
@@ -141,8 +141,12 @@ def test_volcano_job_shape():
     anti = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
     assert anti == {"labelSelector": {"matchLabels": {"volcano.sh/job-name": "incv4-run"}},
                     "topologyKey": "kubernetes.io/hostname"}
-    assert task["template"]["metadata"]["labels"]["ring-controller.atlas"] == "ascend-910"
-    assert pod["nodeSelector"] == {"accelerator-type": "module"}
+    # The default chip is the 910B of the recipe's figures, on Kunpeng (arm) nodes, with MindCluster's fault
+    # rescheduling (the label on the Job, which Volcano copies to the PodGroup; not on the pods).
+    assert task["template"]["metadata"]["labels"]["ring-controller.atlas"] == "ascend-910b"
+    assert pod["nodeSelector"] == {"accelerator-type": "module-910b-8", "host-arch": "huawei-arm"}
+    assert job["metadata"]["labels"]["fault-scheduling"] == "grace"
+    assert "fault-scheduling" not in task["template"]["metadata"]["labels"]
     for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component"):
         assert key in job["metadata"]["labels"] and key in task["template"]["metadata"]["labels"]
 
@@ -169,6 +173,14 @@ def test_pods_outlive_the_launchers_checkpoint_grace():
 
 def test_chip_labels_and_selectors():
     b = render.render_job(spec(chip="910B", node_selector={"host-arch": "huawei-arm"}))
+    old = render.render_job(spec(chip="910", arch="x86"))
+    assert task_of(old)["template"]["metadata"]["labels"]["ring-controller.atlas"] == "ascend-910"
+    assert task_of(old)["template"]["spec"]["nodeSelector"] == {"accelerator-type": "module",
+                                                               "host-arch": "huawei-x86"}
+    # A key the user gives wins over the chip's and the arch's.
+    mine = render.render_job(spec(node_selector={"host-arch": "huawei-x86", "accelerator-type": "module-910b-16"}))
+    assert task_of(mine)["template"]["spec"]["nodeSelector"] == {"accelerator-type": "module-910b-16",
+                                                                "host-arch": "huawei-x86"}
     assert task_of(b)["template"]["metadata"]["labels"]["ring-controller.atlas"] == "ascend-910b"
     assert task_of(b)["template"]["spec"]["nodeSelector"] == {"accelerator-type": "module-910b-8",
                                                              "host-arch": "huawei-arm"}
@@ -178,8 +190,9 @@ def test_chip_labels_and_selectors():
     assert "resources" not in container
     assert all(e["name"] != "ASCEND_VISIBLE_DEVICES" for e in container["env"])
     assert all(v["name"] != "ascend-driver" for v in task_of(cpu)["template"]["spec"]["volumes"])
-    assert "nodeSelector" not in task_of(cpu)["template"]["spec"]
+    assert "nodeSelector" not in task_of(cpu)["template"]["spec"]  # no host-arch either: not an Ascend node
     assert "ring-controller.atlas" not in task_of(cpu)["template"]["metadata"]["labels"]
+    assert "fault-scheduling" not in cpu["metadata"]["labels"]
 
 
 def test_container_command_env_ports_and_mounts():
@@ -309,14 +322,132 @@ def volcano_action(job, task_name, event, exit_code=0):
     return "SyncJob"
 
 
+# Where each ending action leaves a running job (pkg/controllers/job/state/running.go, then aborting.go,
+# terminating.go, completing.go), and the phases the garbage collector deletes after ttlSecondsAfterFinished
+# (pkg/controllers/garbagecollector/garbagecollector.go, isJobFinished).
+END_PHASE = {"AbortJob": "Aborted", "TerminateJob": "Terminated", "CompleteJob": "Completed"}
+GC_FINISHED_PHASES = {"Completed", "Failed", "Terminated"}
+
+
 def test_policies_pass_volcanos_webhook_and_do_what_the_exit_codes_mean():
     job = render.render_job(spec())
     assert webhook_policy_problems(job["spec"]["policies"]) == []
     assert webhook_policy_problems(task_of(job)["policies"]) == []
-    # A pod that failed with a permanent code aborts the job; any other failure or an eviction restarts it.
-    assert volcano_action(job, "worker", "PodFailed", contract.USAGE) == "AbortJob"
-    assert volcano_action(job, "worker", "PodFailed", contract.DIVERGED) == "AbortJob"
+    # A pod that failed with a permanent code terminates the job; any other failure or an eviction restarts it.
+    assert volcano_action(job, "worker", "PodFailed", contract.USAGE) == "TerminateJob"
+    assert volcano_action(job, "worker", "PodFailed", contract.DIVERGED) == "TerminateJob"
     for retryable in (contract.FAILURE, contract.PEER_TIMEOUT, contract.TERMINATED, 137):
         assert volcano_action(job, "worker", "PodFailed", retryable) == "RestartJob"
     assert volcano_action(job, "worker", "PodEvicted") == "RestartJob"
     assert volcano_action(job, "worker", "TaskCompleted") == "CompleteJob"
+    # Every way the job ends is a phase Volcano's garbage collector finishes, so ttlSecondsAfterFinished cleans it up.
+    for code in contract.PERMANENT:
+        end = END_PHASE[volcano_action(job, "worker", "PodFailed", code)]
+        assert end in GC_FINISHED_PHASES, end
+    assert END_PHASE[volcano_action(job, "worker", "TaskCompleted")] in GC_FINISHED_PHASES
+    assert END_PHASE["AbortJob"] not in GC_FINISHED_PHASES  # what the policies used to do: kept forever
+
+
+def _env(job) -> dict:
+    return {e["name"]: e for e in container_of(job)["env"]}
+
+
+def test_npu_mode_decides_who_sets_ascend_visible_devices():
+    """Volcano + Huawei's NPU plugin: from the annotation the plugin writes. The device plugin alone: not set by the
+    pod (nobody writes the annotation; the device plugin's Allocate answer sets the variable)."""
+    volcano = render.render_job(spec(npu_mode="volcano"))
+    assert _env(volcano)["ASCEND_VISIBLE_DEVICES"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.annotations['huawei.com/Ascend910']"}}
+    for chip in ("910", "910B"):
+        alone = render.render_job(spec(npu_mode="device-plugin", chip=chip))
+        assert "ASCEND_VISIBLE_DEVICES" not in _env(alone)
+        assert container_of(alone)["resources"]["limits"]["huawei.com/Ascend910"] == "8"
+        # Only the NPU plugin reads fault-scheduling: no label that would do nothing.
+        assert "fault-scheduling" not in alone["metadata"]["labels"]
+    assert render.render_job(spec(fault_scheduling="force"))["metadata"]["labels"]["fault-scheduling"] == "force"
+    assert render.render_job(spec(fault_scheduling="off"))["metadata"]["labels"]["fault-scheduling"] == "off"
+
+
+def _qos_class(pod: dict) -> str:
+    """Kubernetes' QoS class of a pod (pkg/apis/core/helper/qos: Guaranteed when every container has CPU and memory
+    limits equal to its requests, BestEffort when none has any request or limit, else Burstable)."""
+    containers = pod["containers"]
+    tracked = ("cpu", "memory")
+    amounts = [{**(c.get("resources") or {}).get("requests", {}), **(c.get("resources") or {}).get("limits", {})}
+               for c in containers]
+    if not any(k in a for a in amounts for k in tracked):
+        return "BestEffort"
+    for c in containers:
+        requests = (c.get("resources") or {}).get("requests", {})
+        limits = (c.get("resources") or {}).get("limits", {})
+        if any(k not in limits or requests.get(k, limits[k]) != limits[k] for k in tracked):
+            return "Burstable"
+    return "Guaranteed"
+
+
+@pytest.mark.parametrize("npus", [1, 2, 4, 8])
+def test_pods_are_guaranteed_and_sized_per_npu(npus):
+    from incv4.operator import spec as spec_mod
+
+    job = render.render_job(spec(npus=npus))
+    resources = container_of(job)["resources"]
+    assert resources["requests"] == resources["limits"] == {
+        "cpu": str(spec_mod.CPU_PER_NPU * npus), "memory": f"{spec_mod.MEMORY_GIB_PER_NPU * npus}Gi",
+        "huawei.com/Ascend910": str(npus)}
+    assert _qos_class(task_of(job)["template"]["spec"]) == "Guaranteed"
+    # The in-memory /dev/shm counts against the memory limit: it must fit inside it.
+    assert int(resources["limits"]["memory"][:-2]) > int(spec().shm_size[:-2])
+
+
+def test_cpu_and_memory_are_overridable_and_stay_guaranteed():
+    resources = container_of(render.render_job(spec(cpu="96", memory="700Gi")))["resources"]
+    assert resources["requests"] == resources["limits"]
+    assert (resources["limits"]["cpu"], resources["limits"]["memory"]) == ("96", "700Gi")
+    half = container_of(render.render_job(spec(cpu="20", npus=2)))["resources"]["limits"]
+    assert (half["cpu"], half["memory"]) == ("20", "128Gi")  # the one not given is still sized per NPU
+    # A CPU smoke run gets no default (it may run on a laptop's kind), and what it is given is Guaranteed too.
+    assert _qos_class(task_of(render.render_job(spec(chip="cpu", npus=2)))["template"]["spec"]) == "BestEffort"
+    smoke = render.render_job(spec(chip="cpu", npus=2, cpu="2", memory="4Gi"))
+    assert _qos_class(task_of(smoke)["template"]["spec"]) == "Guaranteed"
+    # The checker itself tells the classes apart.
+    assert _qos_class({"containers": [{"resources": {"requests": {"cpu": "1"}}}]}) == "Burstable"
+
+
+@pytest.mark.parametrize("nodes, npus", [(2, 1), (4, 2), (16, 4), (4, 8)])
+def test_multi_node_jobs_take_what_mindclusters_scheduler_accepts(nodes, npus):
+    """ascend-for-volcano accepts 1, 2, 4 or 8 NPUs per pod on several nodes (MindCluster 5.0.RC1 and later); each
+    pod on its own node (the anti-affinity)."""
+    job = render.render_job(spec(nodes=nodes, npus=npus))
+    assert job["spec"]["minAvailable"] == nodes
+    assert container_of(job)["resources"]["limits"]["huawei.com/Ascend910"] == str(npus)
+    anti = task_of(job)["template"]["spec"]["affinity"]["podAntiAffinity"]
+    assert anti["requiredDuringSchedulingIgnoredDuringExecution"][0]["topologyKey"] == "kubernetes.io/hostname"
+
+
+def test_metrics_port_is_reachable_from_outside_the_job():
+    """No NetworkPolicy from the svc plugin (it admits only the job's own pods), and scrape annotations naming the
+    container's metrics port for a plain Prometheus."""
+    job = render.render_job(spec(metrics_port=9555))
+    assert "--disable-network-policy" in job["spec"]["plugins"]["svc"]
+    assert "--publish-not-ready-addresses" in job["spec"]["plugins"]["svc"]
+    annotations = task_of(job)["template"]["metadata"]["annotations"]
+    assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": "9555",
+                           "prometheus.io/path": "/metrics"}
+    assert {"name": "metrics", "containerPort": 9555, "protocol": "TCP"} in container_of(job)["ports"]
+
+
+def test_cann_process_logs_land_on_the_checkpoint_volume_per_pod():
+    job = render.render_job(spec())
+    env = container_of(job)["env"]
+    names = [e["name"] for e in env]
+    log_path = _env(job)["ASCEND_PROCESS_LOG_PATH"]["value"]
+    assert log_path == "/ckpt/ascend-log/$(INCV4_POD_NAME)"
+    # Kubernetes expands $(VAR) only from variables listed before it.
+    assert names.index("INCV4_POD_NAME") < names.index("ASCEND_PROCESS_LOG_PATH")
+    assert _env(job)["INCV4_POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    mounts = {m["name"]: m for m in container_of(job)["volumeMounts"]}
+    assert log_path.startswith(mounts["ckpt"]["mountPath"] + "/") and not mounts["ckpt"].get("readOnly")
+    volumes = {v["name"]: v for v in task_of(job)["template"]["spec"]["volumes"]}
+    assert volumes["ckpt"]["persistentVolumeClaim"]["claimName"] == "incv4-ckpt"  # survives a restart
+    cpu_env = _env(render.render_job(spec(chip="cpu", npus=2)))
+    assert "ASCEND_PROCESS_LOG_PATH" not in cpu_env and "INCV4_POD_NAME" not in cpu_env  # no CANN there

@@ -12,10 +12,12 @@ def make(**changes) -> JobSpec:
     return JobSpec(**{**GOOD, **changes})
 
 
-def test_defaults_are_one_node_with_eight_npus_on_910():
+def test_defaults_are_one_node_with_eight_npus_on_910b():
     spec = make()
-    assert (spec.nodes, spec.npus, spec.chip, spec.namespace, spec.queue) == (1, 8, "910", "default", "default")
+    assert (spec.nodes, spec.npus, spec.chip, spec.namespace, spec.queue) == (1, 8, "910B", "default", "default")
     assert spec.chip_info.resource == "huawei.com/Ascend910"
+    assert (spec.npu_mode, spec.arch, spec.fault_scheduling_label) == ("volcano", "arm", "grace")
+    assert (spec.pod_cpu, spec.pod_memory) == ("128", "512Gi")
 
 
 @pytest.mark.parametrize("changes, field", [
@@ -67,6 +69,14 @@ def test_defaults_are_one_node_with_eight_npus_on_910():
     (dict(env={"1BAD": "x"}), "env"),
     (dict(env={"ASCEND_VISIBLE_DEVICES": "0"}), "env ASCEND_VISIBLE_DEVICES"),
     (dict(recipe_overrides=("noequals",)), "recipe_overrides"),
+    (dict(npu_mode="gpu"), "npu_mode"),
+    (dict(arch="aarch64"), "arch"),
+    (dict(fault_scheduling="sometimes"), "fault_scheduling"),
+    (dict(fault_scheduling="grace", npu_mode="device-plugin"), "fault_scheduling"),  # nobody would read it
+    (dict(fault_scheduling="force", chip="cpu"), "fault_scheduling"),
+    (dict(env={"ASCEND_PROCESS_LOG_PATH": "/tmp"}), "env ASCEND_PROCESS_LOG_PATH"),
+    (dict(env={"INCV4_POD_NAME": "x"}), "env INCV4_POD_NAME"),
+    (dict(npus=3, nodes=2), "npus"),  # ascend-for-volcano refuses 3, 5, 6, 7 on an Atlas 800
     (dict(recipe_overrides=(" ckpt_save_dir =/elsewhere",)), "recipe key 'ckpt_save_dir'"),  # render sets it
 ])
 def test_bad_values_raise_one_line_naming_the_field(changes, field):
