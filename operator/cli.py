@@ -19,8 +19,9 @@ from incv4.trainer.recipe import RecipeError
 
 # `incv4 --help` groups the commands by who runs them, in this order.
 COMMAND_SECTIONS = (
-    ("Cluster commands", ("render", "submit", "list", "status", "logs", "watch", "delete", "suspend", "resume")),
-    ("Local commands", ("train", "validate", "demo", "demo-data")),
+    ("Cluster commands", ("render", "doctor", "submit", "list", "status", "logs", "watch", "delete", "suspend",
+                          "resume")),
+    ("Local commands", ("train", "validate", "demo", "demo-data", "report")),
     ("In-pod commands", ("launch",)),
 )
 
@@ -89,6 +90,7 @@ def _register_commands():
 
     cli_cluster.register(main)
     trainer_cli.register(main)
+    main.add_lazy_command("report", "incv4.operator.report.command", "report_command")  # matplotlib on use only
 
 
 _register_commands()

@@ -1,7 +1,8 @@
 """The cluster commands of `incv4`, modelled on kubectl and vcctl:
   render     the Volcano Job + recipe ConfigMap for a run (YAML, or -o json), no cluster needed
+  doctor     whether the cluster can run that Job: one table row per check, each failing one with its fix
   submit     send them (--dry-run / --dry-run=client prints exactly what would be sent; --dry-run=server asks the
-             API server to validate without persisting)
+             API server to validate without persisting), after doctor's checks unless --skip-preflight
   list       vcctl's columns; -A for all namespaces
   status     phase, per-task counts, retries, conditions, reason/message, and training progress from the pods' metrics
   logs       a pod's log (--rank R or --pod P; -f, --tail N)
@@ -23,6 +24,7 @@ from incv4.operator import job_view
 from incv4.operator.cli_spec import build, spec_options
 # cheap: the kubernetes client loads on first use
 from incv4.operator.cluster import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, FINAL_PHASES, ClusterError
+from incv4.operator.doctor import DEFAULT_VOLCANO_NAMESPACE
 from incv4.trainer import contract
 from incv4.trainer.contract import METRICS_PORT, METRICS_PORT_NAME, TASK_NAME
 
@@ -78,7 +80,67 @@ def render(namespace, output, **params):
     from incv4.operator.render import render_all
 
     job_spec, recipe_text = build(params, namespace)
+    _warn_without_checkpoint_volume(job_spec)
     click.echo(_dump(render_all(job_spec, recipe_text), output))
+
+
+def _warn_without_checkpoint_volume(job_spec) -> None:
+    """A job that may restart but keeps its checkpoints in an emptyDir starts over at every restart."""
+    if not job_spec.ckpt_pvc and job_spec.max_retry > 0:
+        click.echo(f"warning: no --ckpt-pvc: checkpoints live in an emptyDir, so each of the {job_spec.max_retry} "
+                   f"restarts (--max-retry) starts training over; give --ckpt-pvc", err=True)
+
+
+def volcano_namespace_option(fn):
+    return click.option("--volcano-namespace", default=DEFAULT_VOLCANO_NAMESPACE, show_default=True,
+                        help="Namespace of Volcano's scheduler and its ConfigMap.")(fn)
+
+
+@click.command()
+@spec_options
+@cluster_options
+@volcano_namespace_option
+@click.option("--with-monitoring", is_flag=True, help="Also require the Prometheus Operator CRDs (the chart's "
+              "PodMonitor and PrometheusRule).")
+def doctor(namespace, kubeconfig, context, request_timeout, volcano_namespace, with_monitoring, **params):
+    """Check that the cluster can run the job these options describe (the same options as submit): one line per
+    check, each failing one with its fix. Exit 0 when it can run, 2 when not."""
+    from incv4.operator import doctor as doctor_mod
+
+    job_spec, recipe_text = build(params, namespace)
+    cluster = _connect(namespace, kubeconfig, context, request_timeout)
+    rows = _preflight_rows(cluster, job_spec, recipe_text, namespace, volcano_namespace, with_monitoring)
+    click.echo(doctor_mod.table(rows))
+    bad = doctor_mod.failing(rows)
+    if bad:
+        click.echo(f"error: the job cannot run on this cluster: failing checks: "
+                   f"{', '.join(row.name for row in bad)}", err=True)
+        sys.exit(contract.USAGE)
+
+
+def _preflight_rows(cluster, job_spec, recipe_text, namespace, volcano_namespace, with_monitoring=False) -> list:
+    from incv4.operator import doctor as doctor_mod
+    from incv4.operator.render import render_all
+
+    if not namespace:  # the kubeconfig context's namespace (or the pod's, in-cluster)
+        job_spec = dataclasses.replace(job_spec, namespace=cluster.namespace)
+    return doctor_mod.preflight(cluster, render_all(job_spec, recipe_text), job_spec.namespace,
+                                volcano_namespace=volcano_namespace, with_monitoring=with_monitoring)
+
+
+def _run_preflight(cluster, job_spec, recipe_text, namespace, volcano_namespace) -> None:
+    """submit's preflight: warnings as `warning:` lines; failing checks end submit (exit 2) in one line."""
+    from incv4.operator import doctor as doctor_mod
+
+    rows = _preflight_rows(cluster, job_spec, recipe_text, namespace, volcano_namespace)
+    for row in rows:
+        said = row.name == "pvc-ckpt" and not job_spec.ckpt_pvc  # the emptyDir warning is printed already
+        if row.status == "warn" and not said:
+            click.echo(f"warning: preflight: {row.name}: {row.detail}", err=True)
+    if doctor_mod.failing(rows):
+        click.echo(f"error: preflight failed: {doctor_mod.summary(rows)} (incv4 doctor shows every check; "
+                   f"--skip-preflight submits anyway)", err=True)
+        sys.exit(contract.USAGE)
 
 
 @click.command()
@@ -88,15 +150,21 @@ def render(namespace, output, **params):
               flag_value="client", help="client (the default of a bare --dry-run): print what would be sent; "
               "server: let the API server validate it without persisting.")
 @output_option("name", "yaml", "json")
-def submit(namespace, kubeconfig, context, request_timeout, dry_run, output, **params):
-    """Create the run's recipe ConfigMap and Volcano Job."""
+@click.option("--skip-preflight", is_flag=True, help="Do not run incv4 doctor's checks before submitting.")
+@volcano_namespace_option
+def submit(namespace, kubeconfig, context, request_timeout, dry_run, output, skip_preflight, volcano_namespace,
+           **params):
+    """Create the run's recipe ConfigMap and Volcano Job, after incv4 doctor's checks (unless --skip-preflight)."""
     from incv4.operator.render import render_all
 
     job_spec, recipe_text = build(params, namespace)  # a bad spec or recipe fails before any connection
+    _warn_without_checkpoint_volume(job_spec)
     if dry_run == "client":
         click.echo(_dump(render_all(job_spec, recipe_text), "json" if output == "json" else "yaml"))
         return
     cluster = _connect(namespace, kubeconfig, context, request_timeout)
+    if not skip_preflight:
+        _run_preflight(cluster, job_spec, recipe_text, namespace, volcano_namespace)
     if not namespace:  # the kubeconfig context's namespace (or the pod's, in-cluster)
         job_spec = dataclasses.replace(job_spec, namespace=cluster.namespace)
     configmap, job = render_all(job_spec, recipe_text)
@@ -330,7 +398,7 @@ resume = _volcano_command("resume", "ResumeJob", "resumed", "Resume a suspended 
 
 
 # In `incv4 --help` order.
-COMMANDS = (render, submit, list_jobs, status, logs, watch, delete, suspend, resume)
+COMMANDS = (render, doctor, submit, list_jobs, status, logs, watch, delete, suspend, resume)
 
 
 def register(group: click.Group) -> None:

@@ -4,6 +4,7 @@ render` stays fast). Everything else in the operator works on plain dicts.
 - Volcano Jobs (batch.volcano.sh/v1alpha1 `jobs`): create (optionally server-side dry run), get, list, watch, delete.
 - Volcano Commands (bus.volcano.sh/v1alpha1 `commands`): AbortJob / ResumeJob, owned by the job as vcctl makes them.
 - ConfigMaps (the recipe), pods (list, logs), and the pod proxy (a pod's /metrics through the API server).
+- Reads for `incv4 doctor`: CustomResourceDefinitions, Volcano queues, nodes, namespaces, PVCs, StorageClasses.
 
 Errors become `ClusterError` with one line (not found, already exists, forbidden with verb and resource, invalid
 with the field, unauthorized, server unreachable). Calls that are safe to repeat (GET, LIST, WATCH, DELETE, PUT)
@@ -31,6 +32,9 @@ JOB_RESOURCE = "jobs.batch.volcano.sh"
 COMMAND_GROUP = "bus.volcano.sh"
 COMMAND_VERSION = "v1alpha1"
 COMMAND_PLURAL = "commands"
+QUEUE_GROUP = "scheduling.volcano.sh"
+QUEUE_VERSION = "v1beta1"
+QUEUE_PLURAL = "queues"
 JOB_NAME_LABEL = "volcano.sh/job-name"
 # Volcano's job phases after which nothing happens without a user's action.
 FINAL_PHASES = ("Completed", "Failed", "Terminated", "Aborted")
@@ -533,11 +537,8 @@ class Cluster:
 
     def list_job_pods(self, name: str, namespace: Optional[str] = None) -> list:
         """The job's pods (plain dicts), sorted by name, so `<job>-worker-0` comes first."""
-        ns = namespace or self.namespace
-        result = self._json(lambda: self.core.list_namespaced_pod(
-            ns, label_selector=f"{JOB_NAME_LABEL}={name}", **self._raw()), "list", "pods", namespace=ns,
-            shape="list")
-        return sorted(result.get("items") or [], key=lambda p: p["metadata"]["name"])
+        pods = self.list_pods(namespace or self.namespace, f"{JOB_NAME_LABEL}={name}")
+        return sorted(pods, key=lambda p: p["metadata"]["name"])
 
     def pod_logs(self, pod: str, namespace: Optional[str] = None, follow: bool = False,
                  tail: Optional[int] = None) -> Iterator[str]:
@@ -575,6 +576,50 @@ class Cluster:
             f"{pod}:{port}", ns, path, **self._raw())), "get", "pods/proxy", pod, ns,
             attempts=2)  # a 503 here is usually the pod's endpoint being down, not the API server: retry once
         return data.decode("utf-8", errors="replace")
+
+    # ---- reads for `incv4 doctor`: None when the object is not there (404); 403 and the rest stay errors ---------
+
+    def _get_or_none(self, fn: Callable, resource: str, name: str, namespace: Optional[str] = None) -> Optional[dict]:
+        try:
+            return self._json(fn, "get", resource, name, namespace)
+        except ClusterError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def get_crd(self, name: str) -> Optional[dict]:
+        """A CustomResourceDefinition (apiextensions.k8s.io/v1), e.g. jobs.batch.volcano.sh."""
+        api = self._client.ApiextensionsV1Api(self.api_client)
+        return self._get_or_none(lambda: api.read_custom_resource_definition(name, **self._raw()),
+                                 "customresourcedefinitions", name)
+
+    def get_queue(self, name: str) -> Optional[dict]:
+        """A Volcano Queue (scheduling.volcano.sh/v1beta1, cluster-scoped)."""
+        return self._get_or_none(lambda: self.custom.get_cluster_custom_object(
+            QUEUE_GROUP, QUEUE_VERSION, QUEUE_PLURAL, name, **self._raw()), f"{QUEUE_PLURAL}.{QUEUE_GROUP}", name)
+
+    def list_nodes(self) -> list:
+        result = self._json(lambda: self.core.list_node(**self._raw()), "list", "nodes", shape="list")
+        return list(result.get("items") or [])
+
+    def get_namespace(self, name: str) -> Optional[dict]:
+        return self._get_or_none(lambda: self.core.read_namespace(name, **self._raw()), "namespaces", name)
+
+    def get_pvc(self, name: str, namespace: Optional[str] = None) -> Optional[dict]:
+        ns = namespace or self.namespace
+        return self._get_or_none(lambda: self.core.read_namespaced_persistent_volume_claim(name, ns, **self._raw()),
+                                 "persistentvolumeclaims", name, ns)
+
+    def get_storage_class(self, name: str) -> Optional[dict]:
+        api = self._client.StorageV1Api(self.api_client)
+        return self._get_or_none(lambda: api.read_storage_class(name, **self._raw()), "storageclasses", name)
+
+    def list_pods(self, namespace: str, label_selector: str) -> list:
+        """Pods of a namespace matching a label selector (plain dicts)."""
+        result = self._json(lambda: self.core.list_namespaced_pod(
+            namespace, label_selector=label_selector, **self._raw()), "list", "pods", namespace=namespace,
+            shape="list")
+        return list(result.get("items") or [])
 
 
 def _wait_for_lines(response) -> None:

@@ -1,5 +1,5 @@
 """Opt-in, against a REAL cluster with Volcano: submit a small CPU-only job, watch it to Completed, read its logs and
-status, delete it. Skipped unless INCV4_E2E_KUBECONFIG names a kubeconfig (see docs/testing.md, "Testing on a real cluster":
+status, delete it; `incv4 doctor` first. Skipped unless INCV4_E2E_KUBECONFIG names a kubeconfig (see docs/testing.md, "Testing on a real cluster":
 kind + Volcano's Helm chart + a CPU build of the image + demo data mounted into the kind node).
 
 Environment:
@@ -48,6 +48,10 @@ def test_submit_watch_logs_delete_a_small_cpu_job(repo_root):
             "--queue", os.environ.get("INCV4_E2E_QUEUE", "default"),
             "-c", str(repo_root / "configs" / "inception_v4_cpu_demo.yaml"),
             "--set", "epoch_size=1", "--set", "warmup_epochs=0", "--set", "decay_epochs=1"]
+    # incv4 doctor reads the real cluster: Volcano's CRDs, scheduler and queue, the nodes, the namespace.
+    checked = incv4("doctor", *spec)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.splitlines()[0].split() == ["CHECK", "RESULT", "DETAIL"]
     # The API server (Volcano's admission webhook included) validates the exact objects first.
     dry = incv4("submit", *spec, "--dry-run=server")
     assert dry.returncode == 0, dry.stderr

@@ -19,6 +19,8 @@ from incv4.operator.spec import JobSpec
 
 SPEC = ["--name", "run1", "--image", "registry.example.com/incv4:0.1.0", "--dataset-pvc", "imagenet",
         "--nodes", "2", "--ckpt-pvc", "ckpt"]
+# Submits give --skip-preflight: these tests are about the API client, and the empty stand-in cluster would fail
+# incv4 doctor's checks first.
 TIMEOUT = 2
 MARGIN = 5
 
@@ -68,7 +70,7 @@ def kubeconfig_for(api, tmp_path, server: str) -> str:
 # ---- item 4: a silent API server --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args", [["list"], ["status", "run1"], ["submit", *SPEC], ["delete", "run1"],
-                                  ["watch", "run1"]], ids=lambda a: a[0])
+                                  ["watch", "run1"], ["doctor", *SPEC]], ids=lambda a: a[0])
 def test_item4_a_silent_api_server_ends_in_one_line_within_the_request_timeout(api, tmp_path, args):
     with SilentServer() as url:
         kubeconfig = kubeconfig_for(api, tmp_path, url)
@@ -113,7 +115,7 @@ FOREIGN = {"apiVersion": "v1", "kind": "ConfigMap",
 def test_item6_submit_refuses_a_foreign_configmap_and_leaves_it_as_it_was(api):
     foreign = api.add_configmap(yaml.safe_load(yaml.safe_dump(FOREIGN)), namespace="team-a")
     before = yaml.safe_dump(foreign)
-    result = run("submit", *SPEC, kubeconfig=api.kubeconfig)
+    result = run("submit", *SPEC, "--skip-preflight", kubeconfig=api.kubeconfig)
     assert result.exit_code == 1, result.output
     assert one_error_line(result) == (
         "error: configmaps 'run1-recipe' already exists in namespace team-a and is not a recipe incv4 left for job "
@@ -146,7 +148,7 @@ def test_item6_a_failed_job_create_deletes_only_the_configmap_this_submit_create
         return status_error(500, "InternalError", "etcd is unhappy")
 
     api.fail("POST", r"/jobs$", 500, body=swap_then_fail)
-    result = run("submit", *SPEC, kubeconfig=api.kubeconfig)
+    result = run("submit", *SPEC, "--skip-preflight", kubeconfig=api.kubeconfig)
     assert result.exit_code == 1, result.output
     assert "API server error 500 etcd is unhappy" in result.stderr
     assert api.configmaps[("team-a", "run1-recipe")]["data"] == FOREIGN["data"]  # the uid precondition saved it
@@ -157,7 +159,7 @@ def test_item6_a_recipe_incv4_left_for_the_same_job_is_replaced(api):
     spec = JobSpec(name="run1", image="registry.example.com/incv4:0.1.0", dataset_pvc="imagenet", nodes=2,
                    namespace="team-a")
     api.add_configmap(render_all(spec, "lr: 0.5\n")[0], namespace="team-a")  # a failed cleanup's leftover
-    result = run("submit", *SPEC, kubeconfig=api.kubeconfig)
+    result = run("submit", *SPEC, "--skip-preflight", kubeconfig=api.kubeconfig)
     assert result.exit_code == 0, result.output
     recipe = api.configmaps[("team-a", "run1-recipe")]
     assert recipe["data"]["recipe.yaml"] != "lr: 0.5\n"
@@ -234,7 +236,7 @@ def test_item7_timestamps_with_fractional_seconds_show_an_age(api):
 
 def test_item7_an_empty_body_on_create_is_reported_as_such(api):
     api.fail("POST", r"/jobs$", 201, raw=b"")
-    result = run("submit", *SPEC, kubeconfig=api.kubeconfig)
+    result = run("submit", *SPEC, "--skip-preflight", kubeconfig=api.kubeconfig)
     assert result.exit_code == 1, result.output
     assert one_error_line(result) == f"error: the API server at {api.url} answered the create of " \
                                      f"jobs.batch.volcano.sh 'run1' with an empty body"
@@ -250,7 +252,7 @@ def test_item10_credentials_an_api_server_echoes_are_redacted(api):
                             f"(raw {api.token})")
 
     api.fail("POST", r"/jobs$", 500, body=echo)
-    result = run("submit", *SPEC, kubeconfig=api.kubeconfig)
+    result = run("submit", *SPEC, "--skip-preflight", kubeconfig=api.kubeconfig)
     assert result.exit_code == 1, result.output
     line = one_error_line(result)
     assert "API server error 500 proxy said" in line
@@ -269,3 +271,29 @@ def test_item10_credentials_an_api_server_echoes_are_redacted(api):
 def test_item10_redact_removes_headers_tokens_and_basic_auth(text, secret):
     assert secret not in str(cluster_mod.ClusterError(text))
     assert secret not in cluster_mod.redact(text)
+
+
+# ---- incv4 doctor against objects no real API server would store -------------------------------------------------
+
+def test_doctor_on_malformed_cluster_objects_prints_cannot_tell_rows_never_a_traceback(api):
+    job = render_all(JobSpec(name="run1", image="registry.example.com/incv4:0.1.0", dataset_pvc="imagenet", nodes=2,
+                             ckpt_pvc="ckpt", namespace="team-a"), "")[1]
+    api.healthy_cluster("team-a", job)
+    api.queues["default"]["spec"]["capability"] = {"huawei.com/Ascend910": "lots"}
+    for node in api.nodes.values():
+        node["status"]["allocatable"] = ["not", "a", "map"]
+    api.add_scheduler_config(plugins=())
+    api.configmaps[("volcano-system", "volcano-scheduler-configmap")]["data"] = {"volcano-scheduler.conf": "{[: no"}
+    api.pvcs[("team-a", "imagenet")]["status"] = "Bound"
+    result = run("doctor", *SPEC, kubeconfig=api.kubeconfig)
+    rows = {line.split()[0]: line.split()[1] for line in result.stdout.strip().splitlines()[1:]}
+    assert rows["queue"] == rows["nodes"] == rows["pvc-dataset"] == "warn"
+    assert "cannot tell: the API server's answer is malformed" in result.stdout
+    # an unreadable scheduler configuration lists no NPU plugin: the Volcano NPU mode does not fit, the other does
+    from incv4.operator.doctor_checks import needs_of
+
+    if needs_of([job]).reads_plugin_annotation:
+        assert (rows["npu-plugin"], result.exit_code) == ("FAIL", 2)
+        assert one_error_line(result) == "error: the job cannot run on this cluster: failing checks: npu-plugin"
+    else:
+        assert (rows["npu-plugin"], result.exit_code) == ("ok", 0)

@@ -9,6 +9,13 @@ It speaks only the subset incv4 uses:
   /api/v1/namespaces/NS/pods                                    GET (labelSelector k=v)
   /api/v1/namespaces/NS/pods/NAME/log                           GET (tailLines, follow)
   /api/v1/namespaces/NS/pods/NAME:PORT/proxy/PATH               GET (the pod's metrics text)
+and what `incv4 doctor` reads, as the real API server serves it (404 Status when absent):
+  /apis/apiextensions.k8s.io/v1/customresourcedefinitions/NAME  GET
+  /apis/scheduling.volcano.sh/v1beta1/queues/NAME               GET (cluster-scoped)
+  /api/v1/nodes                                                 GET (labelSelector k=v)
+  /api/v1/namespaces/NAME                                       GET
+  /api/v1/namespaces/NS/persistentvolumeclaims/NAME             GET
+  /apis/storage.k8s.io/v1/storageclasses/NAME                   GET
 Every request must carry `Authorization: Bearer <token>` (else 401), so tests prove the kubeconfig is used.
 
     with FakeApiServer() as api:
@@ -16,6 +23,7 @@ Every request must carry `Authorization: Bearer <token>` (else 401), so tests pr
         api.fail("POST", "/jobs$", 409)       # the next matching request gets a Status error
         api.script_watch(["Running", "drop", "Completed"])   # what the next watches of a job deliver
         api.fail("GET", "/jobs$", 200, raw=b"<html>")          # any bytes as the answer (non-JSON, empty, ...)
+        api.healthy_cluster("team-a", nodes=2)    # Volcano, a queue, NPU nodes, ... for doctor (then break one)
 
     with SilentServer() as url: ...   # accepts connections and never answers (for timeouts)
 """
@@ -41,6 +49,17 @@ CONFIGMAPS = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/configmaps(?:/(?P<na
 PODS = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods$")
 POD_LOG = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/]+)/log$")
 POD_PROXY = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/:]+):(?P<port>\d+)/proxy/(?P<path>.*)$")
+CRDS = re.compile(r"^/apis/apiextensions\.k8s\.io/v1/customresourcedefinitions/(?P<name>[^/]+)$")
+QUEUES = re.compile(r"^/apis/scheduling\.volcano\.sh/v1beta1/queues/(?P<name>[^/]+)$")
+NODES = re.compile(r"^/api/v1/nodes$")
+NAMESPACES = re.compile(r"^/api/v1/namespaces/(?P<name>[^/]+)$")
+PVCS = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/persistentvolumeclaims/(?P<name>[^/]+)$")
+STORAGE_CLASSES = re.compile(r"^/apis/storage\.k8s\.io/v1/storageclasses/(?P<name>[^/]+)$")
+# (resource, group, kind) of the cluster objects doctor reads: how a 404 Status names them.
+READ_ONLY = {"crds": ("customresourcedefinitions", "apiextensions.k8s.io"),
+             "queues": ("queues", "scheduling.volcano.sh"),
+             "namespaces": ("namespaces", ""), "pvcs": ("persistentvolumeclaims", ""),
+             "storage_classes": ("storageclasses", "storage.k8s.io")}
 
 
 def now() -> str:
@@ -116,6 +135,8 @@ class FakeApiServer:
         self.faults = []
         self.watch_scripts = []  # each: list of steps for one watch request
         self.log_follow_lines = {}  # (ns, pod) -> lines streamed one by one when following
+        # what doctor reads: name (or (ns, name)) -> object
+        self.crds, self.queues, self.nodes, self.namespaces, self.pvcs, self.storage_classes = {}, {}, {}, {}, {}, {}
         self._httpd = _QuietServer(("127.0.0.1", 0), _handler(self))
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
@@ -188,6 +209,139 @@ class FakeApiServer:
     def requests_matching(self, method: str, pattern: str) -> list:
         rx = re.compile(pattern)
         return [r for r in self.requests if r[0] == method and rx.search(r[1])]
+
+    # ---- the cluster doctor reads ----------------------------------------------------------------------------------
+
+    def _meta(self, name: str, namespace: str = None, labels: dict = None) -> dict:
+        meta = {"name": name, "uid": str(uuid.uuid4()), "resourceVersion": self._next_rv(), "creationTimestamp": now()}
+        if namespace:
+            meta["namespace"] = namespace
+        if labels is not None:
+            meta["labels"] = dict(labels)
+        return meta
+
+    def add_crd(self, name: str, kind: str, versions=("v1",), scope: str = "Namespaced",
+                established: bool = True) -> dict:
+        """A CustomResourceDefinition `<plural>.<group>` as apiextensions.k8s.io/v1 serves it."""
+        plural, _, group = name.partition(".")
+        crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": None,
+               "spec": {"group": group, "names": {"plural": plural, "kind": kind},
+                        "scope": scope, "versions": [{"name": v, "served": True, "storage": i == 0}
+                                                           for i, v in enumerate(versions)]},
+               "status": {"conditions": [{"type": "Established", "status": "True" if established else "False"}]}}
+        with self.lock:
+            crd["metadata"] = self._meta(name)
+            self.crds[name] = crd
+        return crd
+
+    def add_queue(self, name: str, state: str = "Open", capability: dict = None, allocated: dict = None) -> dict:
+        """A Volcano Queue (scheduling.volcano.sh/v1beta1; state and allocated are written by Volcano's controller)."""
+        status = {"state": state, "pending": 0, "running": 0, "inqueue": 0, "unknown": 0}
+        if allocated is not None:
+            status["allocated"] = dict(allocated)
+        queue = {"apiVersion": "scheduling.volcano.sh/v1beta1", "kind": "Queue", "metadata": None,
+                 "spec": {"weight": 1, "reclaimable": True}, "status": status}
+        if capability is not None:
+            queue["spec"]["capability"] = dict(capability)
+        with self.lock:
+            queue["metadata"] = self._meta(name)
+            self.queues[name] = queue
+        return queue
+
+    def add_node(self, name: str, labels: dict = None, allocatable: dict = None, ready: bool = True,
+                 unschedulable: bool = False, taints: list = None) -> dict:
+        node = {"apiVersion": "v1", "kind": "Node", "metadata": None, "spec": {},
+                "status": {"capacity": dict(allocatable or {}), "allocatable": dict(allocatable or {}),
+                           "conditions": [{"type": "Ready", "status": "True" if ready else "False",
+                                           "reason": "KubeletReady" if ready else "KubeletNotReady"}]}}
+        if unschedulable:
+            node["spec"]["unschedulable"] = True
+        if taints:
+            node["spec"]["taints"] = list(taints)
+        with self.lock:
+            node["metadata"] = self._meta(name, labels={"kubernetes.io/hostname": name, **(labels or {})})
+            self.nodes[name] = node
+        return node
+
+    def add_namespace(self, name: str, labels: dict = None) -> dict:
+        """A namespace; the API server labels every one kubernetes.io/metadata.name=<name>."""
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": None, "spec": {"finalizers": ["kubernetes"]},
+                     "status": {"phase": "Active"}}
+        with self.lock:
+            namespace["metadata"] = self._meta(name, labels={"kubernetes.io/metadata.name": name, **(labels or {})})
+            self.namespaces[name] = namespace
+        return namespace
+
+    def add_pvc(self, namespace: str, name: str, phase: str = "Bound", access_modes=("ReadWriteMany",),
+                storage_class: str = "shared") -> dict:
+        pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": None,
+               "spec": {"accessModes": list(access_modes), "storageClassName": storage_class,
+                        "resources": {"requests": {"storage": "1Ti"}}, "volumeMode": "Filesystem"},
+               "status": {"phase": phase}}
+        if phase == "Bound":
+            pvc["spec"]["volumeName"] = f"pvc-{uuid.uuid4()}"
+            pvc["status"].update(accessModes=list(access_modes), capacity={"storage": "1Ti"})
+        with self.lock:
+            pvc["metadata"] = self._meta(name, namespace)
+            self.pvcs[(namespace, name)] = pvc
+        return pvc
+
+    def add_storage_class(self, name: str, binding_mode: str = "Immediate") -> dict:
+        storage_class = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": None,
+                         "provisioner": "nfs.csi.k8s.io", "reclaimPolicy": "Delete",
+                         "volumeBindingMode": binding_mode}
+        with self.lock:
+            storage_class["metadata"] = self._meta(name)
+            self.storage_classes[name] = storage_class
+        return storage_class
+
+    def add_pod(self, namespace: str, name: str, labels: dict, phase: str = "Running") -> dict:
+        """A pod that is not a job's (e.g. Volcano's scheduler)."""
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": None, "spec": {"containers": []},
+               "status": {"phase": phase}}
+        with self.lock:
+            pod["metadata"] = self._meta(name, namespace, labels)
+            self.pods[(namespace, name)] = pod
+        return pod
+
+    def add_scheduler_config(self, plugins=("priority", "gang", "conformance", "volcano-npu_v6.0.RC1_linux-aarch64"),
+                             namespace: str = "volcano-system") -> dict:
+        """Volcano's scheduler configuration, as Volcano's chart and MindCluster's volcano-v1.x.yaml lay it out."""
+        conf = {"actions": "enqueue, allocate, backfill",
+                "tiers": [{"plugins": [{"name": p} for p in plugins]},
+                          {"plugins": [{"name": p} for p in ("drf", "predicates", "proportion", "nodeorder")]}]}
+        return self.add_configmap({"apiVersion": "v1", "kind": "ConfigMap",
+                                   "metadata": {"name": "volcano-scheduler-configmap"},
+                                   "data": {"volcano-scheduler.conf": yaml.safe_dump(conf, sort_keys=False)}},
+                                  namespace=namespace)
+
+    def healthy_cluster(self, namespace: str, job: dict, spare_nodes: int = 1) -> None:
+        """A cluster that can run `job` (a rendered Volcano Job): Volcano's CRDs, a running scheduler with the NPU
+        plugin, the job's queue Open, enough ready nodes with its labels and allocatable resources, its PVCs Bound
+        ReadWriteMany, the namespace without a Pod Security label, the Prometheus Operator's CRDs."""
+        for name, kind, version, scope in (
+                ("jobs.batch.volcano.sh", "Job", "v1alpha1", "Namespaced"),
+                ("queues.scheduling.volcano.sh", "Queue", "v1beta1", "Cluster"),
+                ("podmonitors.monitoring.coreos.com", "PodMonitor", "v1", "Namespaced"),
+                ("prometheusrules.monitoring.coreos.com", "PrometheusRule", "v1", "Namespaced")):
+            self.add_crd(name, kind, versions=(version,), scope=scope)
+        self.add_pod("volcano-system", "volcano-scheduler-6d8f7c9b5-x2x7k", {"app": "volcano-scheduler"})
+        self.add_scheduler_config()
+        self.add_queue(job["spec"].get("queue") or "default")
+        pod = job["spec"]["tasks"][0]["template"]["spec"]
+        allocatable = {"cpu": "192", "memory": "1536Gi", "pods": "110"}
+        for container in pod["containers"]:
+            resources = container.get("resources") or {}
+            for key, value in {**(resources.get("limits") or {}), **(resources.get("requests") or {})}.items():
+                if key.startswith("huawei.com/"):
+                    allocatable[key] = "8"
+        for i in range(job["spec"]["tasks"][0]["replicas"] + spare_nodes):
+            self.add_node(f"npu-node-{i}", labels=pod.get("nodeSelector") or {}, allocatable=allocatable)
+        for volume in pod.get("volumes") or []:
+            claim = volume.get("persistentVolumeClaim")
+            if claim:
+                self.add_pvc(namespace, claim["claimName"])
+        self.add_namespace(namespace)
 
     # ---- object bookkeeping ----------------------------------------------------------------------------------------
 
@@ -336,7 +490,11 @@ def _handler(server: FakeApiServer):
                                                       f"injected {fault.status}")
                 return self._send_json(fault.status, body_out)
             for pattern, handler in ((JOBS, self._jobs), (COMMANDS, self._commands), (CONFIGMAPS, self._configmaps),
-                                     (PODS, self._pods), (POD_LOG, self._pod_log), (POD_PROXY, self._pod_proxy)):
+                                     (PODS, self._pods), (POD_LOG, self._pod_log), (POD_PROXY, self._pod_proxy),
+                                     (CRDS, self._read_only("crds")), (QUEUES, self._read_only("queues")),
+                                     (NODES, self._nodes), (NAMESPACES, self._read_only("namespaces")),
+                                     (PVCS, self._read_only("pvcs")),
+                                     (STORAGE_CLASSES, self._read_only("storage_classes"))):
                 match = pattern.match(path)
                 if match:
                     return handler(method, match.groupdict(), query, body)
@@ -353,6 +511,35 @@ def _handler(server: FakeApiServer):
 
         def do_DELETE(self):
             self._dispatch("DELETE")
+
+        # ---- what doctor reads: GET only, as a user without write access sees them ----------------------------
+
+        def _read_only(self, store: str):
+            resource, group = READ_ONLY[store]
+
+            def handle(method, groups, query, body):
+                if method != "GET":
+                    return self._error(405, f"method {method} not allowed", "MethodNotAllowed")
+                key = (groups["ns"], groups["name"]) if groups.get("ns") else groups["name"]
+                with server.lock:
+                    obj = getattr(server, store).get(key)
+                    if obj is not None:
+                        return self._send_json(200, obj)
+                what = f"{resource}.{group}" if group else resource
+                return self._error(404, f'{what} "{groups["name"]}" not found', "NotFound",
+                                   {"name": groups["name"], "group": group, "kind": resource})
+            return handle
+
+        def _nodes(self, method, groups, query, body):
+            if method != "GET":
+                return self._error(405, f"method {method} not allowed", "MethodNotAllowed")
+            selector = dict(part.split("=", 1) for part in query.get("labelSelector", "").split(",") if "=" in part)
+            with server.lock:
+                items = [n for _, n in sorted(server.nodes.items()) if all(
+                    n["metadata"]["labels"].get(k) == v for k, v in selector.items())]
+                return self._send_json(200, {"apiVersion": "v1", "kind": "NodeList",
+                                             "metadata": {"resourceVersion": str(server.resource_version)},
+                                             "items": items})
 
         # ---- Volcano jobs ------------------------------------------------------------------------------------
 

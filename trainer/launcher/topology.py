@@ -6,6 +6,11 @@ What Volcano gives each pod (volcano-sh/volcano pkg/controllers/job/plugins):
 - svc plugin, for a task named `worker`: VC_WORKER_HOSTS (comma-separated `<job>-worker-<i>.<job>` names),
   VC_WORKER_NUM (their count), and the same hosts one per line in /etc/volcano/worker.host.
 Node 0 (the first host) runs MindSpore's scheduler; explicit flags override every value read here.
+
+The scheduler's name resolves only once pod 0 exists and the svc plugin's headless Service publishes it (with
+--publish-not-ready-addresses: before readiness, not before the pod is created). Pod 0 can be late for a reason a
+restart cures (a slow volume attach, an image pull), so a name that never resolves within the cluster timeout is
+PeerTimeoutError (exit 3, PEER_TIMEOUT: retryable), not a usage error.
 """
 from __future__ import annotations
 
@@ -15,14 +20,25 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional
 
-from incv4.trainer.contract import DEFAULT_LOCAL_WORKERS, MASTER_PORT, TASK_NAME
+from incv4.trainer.contract import DEFAULT_LOCAL_WORKERS, MASTER_PORT, PEER_TIMEOUT, TASK_NAME, USAGE
 
 HOSTS_DIR = "/etc/volcano"  # where the svc plugin mounts its ConfigMap
 LOOPBACK = "127.0.0.1"
+# How long to wait for the scheduler's name by default: --cluster-timeout's default (trainer/options.py).
+DEFAULT_RESOLVE_TIMEOUT = 600.0
 
 
 class TopologyError(ValueError):
-    """A missing or inconsistent topology value; the message is one line and names the variable or flag."""
+    """A missing or inconsistent topology value; the message is one line and names the variable or flag.
+    `exit_code` is what `incv4 launch` exits with."""
+
+    exit_code = USAGE
+
+
+class PeerTimeoutError(TopologyError):
+    """The scheduler's host name did not resolve within the cluster timeout: retryable, as any peer that never came."""
+
+    exit_code = PEER_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -94,26 +110,29 @@ def _hosts(env: Mapping[str, str], task: str, hosts_dir: str) -> tuple[list[str]
     return hosts, path
 
 
-def resolve_host(host: str, source: str, timeout: float = 60.0,
-                 resolver: Callable[[str], str] = socket.gethostbyname) -> str:
-    """Host name -> IPv4 address. Retries until `timeout`: a headless service's DNS record for a peer pod appears
-    only once that pod exists, so the first lookups in a freshly scheduled job may fail."""
-    deadline = time.monotonic() + timeout
+def resolve_host(host: str, source: str, timeout: float = DEFAULT_RESOLVE_TIMEOUT,
+                 resolver: Callable[[str], str] = socket.gethostbyname,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> str:
+    """Host name -> IPv4 address. Retries until `timeout` (give the whole cluster timeout): a headless service's DNS
+    record for a peer pod appears only once that pod exists, so the first lookups in a freshly scheduled job may
+    fail. Raises PeerTimeoutError when the name still does not resolve at the deadline."""
+    deadline = clock() + timeout
     while True:
         try:
             return resolver(host)
         except (OSError, UnicodeError) as err:
-            if time.monotonic() >= deadline:
+            if clock() >= deadline:
                 reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
-                raise TopologyError(f"scheduler host {host!r} (from {source}) does not resolve "
-                                    f"after {timeout:g}s: {reason}") from None
-            time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+                raise PeerTimeoutError(f"scheduler host {host!r} (from {source}) does not resolve "
+                                       f"after {timeout:g}s: {reason}") from None
+            sleep(min(2.0, max(0.0, deadline - clock())))
 
 
 def from_environment(env: Optional[Mapping[str, str]] = None, *, nodes: Optional[int] = None,
                      node_rank: Optional[int] = None, master_addr: Optional[str] = None,
                      master_port: Optional[int] = None, local_workers: Optional[int] = None,
-                     task: str = TASK_NAME, hosts_dir: str = HOSTS_DIR, resolve_timeout: float = 60.0,
+                     task: str = TASK_NAME, hosts_dir: str = HOSTS_DIR,
+                     resolve_timeout: float = DEFAULT_RESOLVE_TIMEOUT,
                      resolver: Callable[[str], str] = socket.gethostbyname) -> Topology:
     """Volcano's environment (or none: one node on loopback) plus explicit overrides -> a checked Topology."""
     env = os.environ if env is None else env

@@ -24,8 +24,11 @@ nothing: the pod's identity (namespace, pod, Volcano job name) is added by the P
 """
 from __future__ import annotations
 
+import errno
 import math
 import os
+import socket
+import socketserver
 import threading
 import time
 from typing import Iterable, Mapping, Optional
@@ -35,9 +38,12 @@ from incv4.trainer import contract as M
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Where /metrics listens. A local run (`incv4 train`, `incv4 demo`) serves this machine only: its training details are
 # nobody else's business. Only inside a pod (`incv4 launch`) does it listen on every interface, because Prometheus
-# and the API server's pod proxy scrape the pod's IP.
+# and the API server's pod proxy scrape the pod's IP. POD_ADDR is dual-stack: one IPv6 socket with IPV6_V6ONLY off
+# takes IPv4 too (as IPv4-mapped addresses), so IPv4, IPv6-only and dual-stack clusters can all scrape it; on a
+# kernel without IPv6 it falls back to every IPv4 interface.
 LOCAL_ADDR = "127.0.0.1"
-POD_ADDR = "0.0.0.0"
+POD_ADDR = "::"
+IPV4_ANY = "0.0.0.0"
 
 # Step duration buckets: fine around the published recipe's ~81 ms/step on 8 Ascend NPUs, and coarse up to a
 # minute so the seconds-long steps of CPU runs still fall in distinct buckets.
@@ -317,14 +323,50 @@ class MetricsServer:
 
 def serve(port: int, addr: str = LOCAL_ADDR) -> Optional[MetricsServer]:
     """Launcher (or a lone `incv4 train`): serve /metrics for all local ranks on `port` (0 = off) in a daemon
-    thread, on `addr` (loopback unless the caller is a pod's launcher: POD_ADDR). Returns a handle with
+    thread, on `addr` (loopback unless the caller is a pod's launcher: POD_ADDR, dual-stack). Returns a handle with
     `.shutdown()`, or None when off."""
     if not port:
         return None
     from prometheus_client import start_http_server
 
+    registry = build_registry()
     try:
-        httpd, thread = start_http_server(port, addr=addr, registry=build_registry())
+        if addr == POD_ADDR:
+            httpd, thread = _serve_dual_stack(port, registry)
+        else:
+            httpd, thread = start_http_server(port, addr=addr, registry=registry)
     except OSError as err:
         raise OSError(f"cannot serve metrics on port {port}: {err.strerror or err}") from err
     return MetricsServer(httpd, thread)
+
+
+def _serve_dual_stack(port: int, registry):
+    """/metrics on every IPv6 and IPv4 address of the pod; on every IPv4 one where the kernel has no IPv6."""
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    from prometheus_client import make_wsgi_app, start_http_server
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, *args):  # a scrape every 15 s is not news
+            pass
+
+    class DualStackServer(socketserver.ThreadingMixIn, WSGIServer):
+        address_family = socket.AF_INET6
+        daemon_threads = True
+
+        def server_bind(self):
+            # Linux's default (net.ipv6.bindv6only=0) is dual-stack already; say so rather than rely on the sysctl.
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            super().server_bind()
+
+    if not socket.has_ipv6:
+        return start_http_server(port, addr=IPV4_ANY, registry=registry)
+    try:
+        httpd = make_server(POD_ADDR, port, make_wsgi_app(registry), DualStackServer, handler_class=QuietHandler)
+    except OSError as err:
+        if err.errno not in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT):
+            raise
+        return start_http_server(port, addr=IPV4_ANY, registry=registry)  # IPv6 disabled in this kernel
+    thread = threading.Thread(target=httpd.serve_forever, name="incv4-metrics", daemon=True)
+    thread.start()
+    return httpd, thread

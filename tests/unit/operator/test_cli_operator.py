@@ -142,8 +142,9 @@ def test_help_groups_the_commands_by_who_runs_them():
     sections = help_sections(result.stdout)
     assert sections.pop("Options") == ["-h,"]
     assert sections == {
-        "Cluster commands": ["render", "submit", "list", "status", "logs", "watch", "delete", "suspend", "resume"],
-        "Local commands": ["train", "validate", "demo", "demo-data"],
+        "Cluster commands": ["render", "doctor", "submit", "list", "status", "logs", "watch", "delete", "suspend",
+                             "resume"],
+        "Local commands": ["train", "validate", "demo", "demo-data", "report"],
         "In-pod commands": ["launch"],
     }
 
@@ -174,3 +175,14 @@ def test_flags_keep_their_spellings_types_and_defaults():
     assert params["tolerations"].opts == ["--toleration"] and params["tolerations"].multiple
     assert (params["metrics_port"].default, params["nodes"].default, params["npus"].default) == (METRICS_PORT, 1, 8)
     assert params["termination_grace_period"].default == 60 and params["shm_size"].default == "16Gi"
+
+
+@pytest.mark.parametrize("command", [["render"], ["submit", "--dry-run"]], ids=lambda c: c[0])
+def test_a_job_that_may_restart_without_a_checkpoint_pvc_gets_one_warning_line(command):
+    warned = run(*command, *BASE)
+    assert warned.exit_code == 0, warned.output
+    lines = warned.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: no --ckpt-pvc: ") and "3 restarts" in lines[0]
+    assert warned.stdout.startswith(("---", "apiVersion")), "the warning stays off stdout"
+    for quiet in (run(*command, *BASE, "--ckpt-pvc", "ckpt"), run(*command, *BASE, "--max-retry", "0")):
+        assert quiet.exit_code == 0 and quiet.stderr == "", quiet.stderr

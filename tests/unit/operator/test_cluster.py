@@ -21,6 +21,8 @@ from incv4.operator.spec import JobSpec
 
 SPEC = ["--name", "run1", "--image", "registry.example.com/incv4:0.1.0", "--dataset-pvc", "imagenet",
         "--nodes", "2", "--ckpt-pvc", "ckpt"]
+# Submits below give --skip-preflight where the test is about the API client, not the cluster's readiness: the empty
+# stand-in cluster has no Volcano, queue or nodes, so incv4 doctor's checks would stop them first.
 
 
 @pytest.fixture(autouse=True)
@@ -54,6 +56,10 @@ def add_job(api, name="run1", phase="Running", namespace="team-a", nodes=2):
 
 
 def test_submit_creates_the_recipe_configmap_then_the_job_in_the_contexts_namespace(api):
+    # A cluster that passes submit's preflight (incv4 doctor's checks, tests/unit/operator/test_doctor.py).
+    api.healthy_cluster("team-a", render_all(JobSpec(name="run1", image="registry.example.com/incv4:0.1.0",
+                                                     dataset_pvc="imagenet", nodes=2, ckpt_pvc="ckpt",
+                                                     namespace="team-a"), "")[1])
     result = cli(api, "submit", *SPEC, "--set", "epoch_size=30")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == ["configmap/run1-recipe created", "job.batch.volcano.sh/run1 created"]
@@ -69,7 +75,7 @@ def test_submit_creates_the_recipe_configmap_then_the_job_in_the_contexts_namesp
 
 
 def test_submit_server_dry_run_persists_nothing(api):
-    result = cli(api, "submit", *SPEC, "--dry-run=server", "-o", "json")
+    result = cli(api, "submit", *SPEC, "--skip-preflight", "--dry-run=server", "-o", "json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["kind"] == "List"
     assert api.jobs == {} and api.configmaps == {}
@@ -78,7 +84,7 @@ def test_submit_server_dry_run_persists_nothing(api):
 
 def test_submit_of_an_existing_job_is_refused_without_touching_its_recipe(api):
     add_job(api)
-    result = cli(api, "submit", *SPEC)
+    result = cli(api, "submit", *SPEC, "--skip-preflight")
     assert result.exit_code == 1
     assert result.stderr.strip().startswith("error: jobs.batch.volcano.sh 'run1' already exists in namespace team-a")
     assert api.requests_matching("POST", "configmaps") == [] and api.requests_matching("PUT", "configmaps") == []
@@ -87,7 +93,7 @@ def test_submit_of_an_existing_job_is_refused_without_touching_its_recipe(api):
 def test_a_409_on_create_is_not_retried_and_the_recipe_is_cleaned_up(api):
     api.fail("POST", r"/jobs$", 409, body=status_error(409, "AlreadyExists", 'jobs.batch.volcano.sh "run1" already '
                                                       "exists", {"name": "run1", "kind": "jobs"}))
-    result = cli(api, "submit", *SPEC)
+    result = cli(api, "submit", *SPEC, "--skip-preflight")
     assert result.exit_code == 1
     assert result.stderr.strip() == "error: jobs.batch.volcano.sh 'run1' already exists in namespace team-a"
     assert len(api.requests_matching("POST", r"/jobs$")) == 1
@@ -96,7 +102,7 @@ def test_a_409_on_create_is_not_retried_and_the_recipe_is_cleaned_up(api):
 
 def test_a_503_on_create_is_not_retried_but_a_503_on_get_is(api):
     api.fail("POST", r"/jobs$", 503)
-    result = cli(api, "submit", *SPEC)
+    result = cli(api, "submit", *SPEC, "--skip-preflight")
     assert result.exit_code == 1 and "API server error 503" in result.stderr
     assert len(api.requests_matching("POST", r"/jobs$")) == 1  # never a duplicate job
     add_job(api, name="run2")
@@ -214,7 +220,7 @@ def test_watch_gives_up_with_one_line_when_the_server_stays_unavailable(api):
 
 
 def test_delete_removes_the_job_and_its_recipe(api):
-    assert cli(api, "submit", *SPEC).exit_code == 0
+    assert cli(api, "submit", *SPEC, "--skip-preflight").exit_code == 0
     result = cli(api, "delete", "run1")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == ["job.batch.volcano.sh/run1 deleted", "configmap/run1-recipe deleted"]
@@ -251,7 +257,7 @@ def test_missing_job_gives_not_found(api):
 def test_forbidden_names_the_verb_and_the_resource(api):
     api.fail("POST", r"/configmaps$", 403, body=status_error(
         403, "Forbidden", 'configmaps is forbidden: User "alice" cannot create resource "configmaps"'))
-    result = cli(api, "submit", *SPEC)
+    result = cli(api, "submit", *SPEC, "--skip-preflight")
     assert result.exit_code == 1
     assert result.stderr.strip() == ("error: forbidden: you may not create configmaps in namespace team-a (ask for "
                                      "an RBAC Role that allows 'create' on 'configmaps')")
@@ -266,7 +272,7 @@ def test_invalid_names_the_field_and_exits_2(api):
         {"name": "run1", "group": "batch.volcano.sh", "kind": "Job", "causes": [
             {"reason": "FieldValueInvalid", "message": "Invalid value: -1: must be greater than or equal to 0",
              "field": "spec.tasks[0].replicas"}]}))
-    result = cli(api, "submit", *SPEC)
+    result = cli(api, "submit", *SPEC, "--skip-preflight")
     assert result.exit_code == 2
     assert result.stderr.strip() == ("error: invalid jobs.batch.volcano.sh 'run1': spec.tasks[0].replicas: "
                                      "Invalid value: -1: must be greater than or equal to 0")
@@ -314,7 +320,8 @@ def test_the_token_never_appears_in_any_output_of_a_real_cli_process(api):
     api.logs[("team-a", "run1-worker-0")] = ["hello"]
     api.fail("GET", r"/jobs/run1$", 403)
     outputs = []
-    for args in (["status", "run1"], ["logs", "run1"], ["submit", *SPEC, "--name", "run9", "--dry-run=server"]):
+    for args in (["status", "run1"], ["logs", "run1"],
+                 ["submit", *SPEC, "--name", "run9", "--dry-run=server", "--skip-preflight"]):
         proc = subprocess.run([sys.executable, "-m", "incv4.operator.cli", *args, "--kubeconfig", api.kubeconfig],
                               capture_output=True, text=True, timeout=120)
         outputs.append(proc.stdout + proc.stderr)

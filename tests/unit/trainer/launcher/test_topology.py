@@ -5,7 +5,9 @@ import socket
 
 import pytest
 
-from incv4.trainer.launcher.topology import Topology, TopologyError, from_environment, resolve_host
+from incv4.trainer import contract
+from incv4.trainer.launcher.topology import (PeerTimeoutError, Topology, TopologyError, from_environment,
+                                              resolve_host)
 
 HOSTS = "job-worker-0.job,job-worker-1.job,job-worker-2.job"
 
@@ -75,7 +77,7 @@ def test_missing_or_inconsistent_values_name_the_variable(tmp_path, env, flags, 
 
 
 def test_unresolvable_scheduler_host_names_its_source(tmp_path):
-    with pytest.raises(TopologyError, match=r"'nowhere\.job' \(from VC_WORKER_HOSTS\) does not resolve"):
+    with pytest.raises(PeerTimeoutError, match=r"'nowhere\.job' \(from VC_WORKER_HOSTS\) does not resolve"):
         topo({"VC_TASK_INDEX": "0", "VC_WORKER_NUM": "1", "VC_WORKER_HOSTS": "nowhere.job"}, tmp_path)
 
 
@@ -96,3 +98,62 @@ def test_resolution_retries_until_the_peer_dns_record_appears():
 def test_real_resolver_turns_localhost_into_an_ip(tmp_path):
     t = from_environment({}, master_addr="localhost", hosts_dir=str(tmp_path), resolve_timeout=0)
     assert t.master_addr.startswith("127.")
+
+
+class FakeClock:
+    """Monotonic time that advances only when the code under test sleeps."""
+
+    def __init__(self):
+        self.now = 1000.0
+        self.slept = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_a_peer_name_that_never_resolves_is_a_retryable_peer_timeout_after_the_whole_cluster_timeout():
+    clock, lookups = FakeClock(), []
+
+    def no_dns(host):
+        lookups.append(clock.now)
+        raise socket.gaierror(-2, "Name or service not known")
+
+    with pytest.raises(PeerTimeoutError) as err:
+        resolve_host("job-worker-0.job", "VC_WORKER_HOSTS", timeout=600, resolver=no_dns, clock=clock,
+                     sleep=clock.sleep)
+    # Exit 3 (PEER_TIMEOUT, retryable: Volcano restarts the job), not 2 (USAGE, which aborts it for good).
+    assert err.value.exit_code == contract.PEER_TIMEOUT and contract.PEER_TIMEOUT not in contract.PERMANENT
+    assert "after 600s" in str(err.value) and "\n" not in str(err.value)
+    # It kept asking until the deadline, not just for a minute, and never slept past it.
+    assert lookups[-1] == 1600.0 and max(lookups[:-1]) < 1600.0 and len(lookups) > 30
+    assert max(clock.slept) <= 2.0
+
+
+def test_a_peer_that_appears_after_a_minute_still_joins_within_the_cluster_timeout():
+    clock = FakeClock()
+    start = clock.now
+
+    def slow_pod0(host):
+        if clock.now - start < 300:  # pod 0 waited five minutes for its volume
+            raise socket.gaierror(-2, "Name or service not known")
+        return "10.0.0.10"
+
+    assert resolve_host("job-worker-0.job", "VC_WORKER_HOSTS", timeout=600, resolver=slow_pod0, clock=clock,
+                        sleep=clock.sleep) == "10.0.0.10"
+
+
+def test_the_default_wait_is_the_default_cluster_timeout():
+    from incv4.trainer import options
+    from incv4.trainer.launcher import topology
+
+    assert topology.DEFAULT_RESOLVE_TIMEOUT == options.CLUSTER_TIMEOUT
+
+
+def test_inconsistent_environment_stays_a_permanent_usage_error(tmp_path):
+    with pytest.raises(TopologyError) as err:
+        topo({"VC_TASK_INDEX": "x", "VC_WORKER_NUM": "2"}, tmp_path)
+    assert err.value.exit_code == contract.USAGE and not isinstance(err.value, PeerTimeoutError)
