@@ -17,6 +17,7 @@ import dataclasses
 import json
 import sys
 import time
+from typing import Optional
 
 import click
 
@@ -291,7 +292,7 @@ def status(name, namespace, kubeconfig, context, request_timeout, prometheus, ou
     if job_view.phase(job) in ("Running", "Completing", "Restarting") or prometheus:
         progress, problem = _progress(cluster, job, prometheus)
         progress = _as_dict(progress) if progress is not None else None
-    summary = job_view.status_summary(job, cluster.namespace, progress)
+    summary = job_view.status_summary(job, cluster.namespace, progress, _ended_pods(cluster, name, job))
     if problem:
         click.echo(problem, err=True)
     click.echo(job_view.status_text(summary) if output == "table" else _dump([summary], output))
@@ -346,6 +347,16 @@ def watch(name, namespace, kubeconfig, context, request_timeout, interval, prome
                 click.echo(f"{_now()}  {name}  {job_view.format_progress(_as_dict(progress))}")
             elif problem:
                 click.echo(problem, err=True)
+
+
+def _ended_pods(cluster, name: str, job: dict) -> Optional[list]:
+    """The pods of a job that ended for good, whose exit codes say why; None otherwise (one list call saved)."""
+    if job_view.phase(job) not in job_view.TERMINATED_PHASES:
+        return None
+    try:
+        return cluster.list_job_pods(name)
+    except ClusterError:  # the phase alone still says "failed permanently"
+        return None
 
 
 def _end_watch(name: str, job: dict, phase: str) -> None:

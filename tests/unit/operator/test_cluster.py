@@ -158,6 +158,18 @@ def test_status_shows_phase_counts_retries_conditions_and_reason(api):
     assert body["phase"] == "Failed" and body["retries"] == 1 and body["counts"]["failed"] == 2
 
 
+def test_status_names_the_pod_and_code_of_a_permanent_failure(api):
+    add_job(api)
+    api.set_phase("team-a", "run1", "Terminated")
+    api.pods[("team-a", "run1-worker-1")]["status"] = {
+        "phase": "Failed", "containerStatuses": [{"name": "trainer", "state": {"terminated": {"exitCode": 2}}}]}
+    result = cli(api, "status", "run1")
+    assert result.exit_code == 0, result.output
+    assert "Outcome:     failed permanently: pod run1-worker-1 exited 2: a usage error" in result.stdout
+    api.set_phase("team-a", "run1", "Aborted")
+    assert "Outcome:     suspended" in cli(api, "status", "run1").stdout
+
+
 def test_status_phase_completing(api):
     add_job(api, phase="Completing")
     result = cli(api, "status", "run1")
