@@ -13,13 +13,16 @@ $(BIN)/python:
 setup: $(BIN)/python
 	$(BIN)/pip install -q -e '.[train]'
 
-# Debian's prometheus package gives the real server and promtool the monitoring tests run.
+# Debian's prometheus package gives the real server and promtool the monitoring tests run; its chromium renders
+# `incv4 report`'s page headless in the report test.
 setup-dev: $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+	@command -v chromium >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-# The main job: generate demo data, train 8 workers data-parallel on the CPU, report top-1 against chance.
+# The main job: generate demo data, train 8 workers data-parallel on the CPU, write the report, top-1 vs chance.
 demo: setup
 	$(BIN)/incv4 demo
 

@@ -1,6 +1,6 @@
 """Evaluation while training (`val_while_train`): after every `val_interval`-th epoch and after the last one,
 BatchNorm recalibration first when the recipe asks for it, then top-1/top-5 over the val split, reported as a
-metric and a log line and returned for the checkpoint's manifest entry."""
+metric, a log line and a history line (history.py), and returned for the checkpoint's manifest entry."""
 from __future__ import annotations
 
 import time
@@ -12,7 +12,7 @@ from incv4.trainer.training.evaluate import Accuracy
 class PeriodicEvaluation:
     def __init__(self, recipe, evaluate: Callable[[Optional[Callable]], Accuracy],
                  recalibrate: Optional[Callable[[int], None]], before_first_call: Callable, metric,
-                 say: Callable[[str], None], clock: Callable[[], float] = time.monotonic):
+                 say: Callable[[str], None], clock: Callable[[], float] = time.monotonic, history=None):
         """evaluate(before_first_call or None) -> Accuracy; recalibrate(epochs_done) or None when off;
         before_first_call: compile sharing's hook, handed to the first evaluation only (one eval graph)."""
         self.recipe = recipe
@@ -22,6 +22,7 @@ class PeriodicEvaluation:
         self.metric = metric
         self.say = say
         self.clock = clock
+        self.history = history  # a TrainingHistory, or None
         self.last: Optional[Accuracy] = None
 
     def due(self, epochs_done: int) -> bool:
@@ -38,7 +39,9 @@ class PeriodicEvaluation:
         accuracy = self.evaluate(self.before_first_call if self.last is None else None)
         self.last = accuracy
         self.metric.evaluated(accuracy.top1, accuracy.top5)
+        seconds = self.clock() - started
         self.say(f"epoch {epochs_done}/{self.recipe.epoch_size} eval: top-1 {accuracy.top1 * 100:.2f}% "
-                 f"top-5 {accuracy.top5 * 100:.2f}% over {accuracy.samples} images "
-                 f"({self.clock() - started:.1f} s)")
+                 f"top-5 {accuracy.top5 * 100:.2f}% over {accuracy.samples} images ({seconds:.1f} s)")
+        if self.history is not None:
+            self.history.evaluation(epochs_done, accuracy.top1, accuracy.top5, seconds)
         return accuracy.as_dict()

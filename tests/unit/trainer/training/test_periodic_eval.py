@@ -53,3 +53,12 @@ def test_without_recalibration_the_evaluation_runs_alone():
     evaluation, events, _ = _evaluation(recalibrate=False)
     evaluation.after_epoch(5)
     assert [e[0] for e in events] == ["evaluate", "metric"]
+
+
+def test_each_evaluation_goes_to_the_history():
+    evaluation, _, _ = _evaluation()
+    calls = []
+    evaluation.history = SimpleNamespace(evaluation=lambda *args: calls.append(args))
+    evaluation.after_epoch(1)
+    evaluation.after_epoch(2)
+    assert calls == [(2, 0.5, 0.875, 0.0)]  # epochs done, top-1, top-5, seconds

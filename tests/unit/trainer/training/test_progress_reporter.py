@@ -102,3 +102,25 @@ def test_the_last_step_has_no_time_left_and_the_summary_names_the_accuracy():
                                            (float("inf"), "?"), (float("nan"), "?"), (-1, "?")])
 def test_format_eta(seconds, text):
     assert format_eta(seconds) == text
+
+
+class History:
+    def __init__(self):
+        self.intervals = []
+
+    def interval(self, *args):
+        self.intervals.append(args)
+
+
+def test_each_progress_line_goes_to_the_history_with_its_speed_and_mean_data_wait():
+    recipe = SimpleNamespace(batch_size=8, epoch_size=1, log_interval=2)
+    clock, history, lines = Clock(), History(), []
+    reporter = ProgressReporter(recipe, 2, 4, [0.1, 0.2, 0.3, 0.4], Metric(), lines.append, clock, history=history)
+    position = Position()
+    reporter.epoch_started()
+    for wait in (9.0, 0.5, 0.5, 1.0):  # the first step compiles: its wait stays out too
+        _step(reporter, clock, position, 1.5, wait=wait)
+    # step, epoch, loss, lr, img/s (16 images per 2.5 s and 3.0 s steps), mean data wait per step of the interval
+    assert history.intervals == [(2, 1, 1.5, 0.2, pytest.approx(6.4), 0.5),
+                                 (4, 1, 1.5, 0.4, pytest.approx(16 / 2.75), 0.75)]
+    assert len(history.intervals) == len([line for line in lines if PROGRESS.match(line)])
