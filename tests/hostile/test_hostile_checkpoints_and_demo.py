@@ -130,6 +130,7 @@ def test_item3_demo_empties_its_own_ckpt_folder_on_the_next_run(tmp_path, no_tra
     (ckpt / demo_folder.MARKER).write_text("")
     (ckpt / "incv4-e0001-s000000004.ckpt").write_bytes(b"old")
     (ckpt / "manifest.json").write_text("{}")
+    (ckpt / "history.jsonl").write_text('{"kind": "train", "step": 4}\n')  # rank 0's curves of the last run
     (ckpt / "logs").mkdir()
     (ckpt / "logs" / "rank0.log").write_text("old")
     _demo(tmp_path / "work")  # exits 1 (the fake training wrote no checkpoint); the folder was the demo's

@@ -9,6 +9,7 @@ import stat
 
 from incv4.trainer.checkpoint import store
 from incv4.trainer.recipe import RecipeError
+from incv4.trainer.training.history import HISTORY_FILE
 
 MARKER = ".incv4-demo"
 # Folders incv4 writes under ckpt_save_dir: the launcher's per-rank logs, the graph compile cache, and the
@@ -23,7 +24,8 @@ def _written_by_incv4(folder: str, name: str) -> bool:
     except OSError:
         return False
     if stat.S_ISREG(mode):
-        return name in (MARKER, store.MANIFEST) or name.startswith(".tmp-") or store.is_own_checkpoint(folder, name)
+        return (name in (MARKER, store.MANIFEST, HISTORY_FILE) or name.startswith(".tmp-")
+                or store.is_own_checkpoint(folder, name))
     if stat.S_ISDIR(mode):
         return name in _OWN_FOLDERS or name.startswith(_SET_ASIDE_PREFIX)
     return False

@@ -5,6 +5,8 @@ moments and its `global_step`, which is the lr schedule's position) plus incv4's
 global step, step within the epoch) stored inside the same file. It is written to a hidden temporary name in the
 same directory, fsynced, then renamed, so a file with a final name is always complete; `manifest.json` (written
 the same way) lists the complete checkpoints, newest last. Only the newest `keep_checkpoint_max` are kept.
+With `asynchronous=True` (the trainer's rank 0) a save copies the parameters to host memory and returns; a
+background thread does the rest, in the same order (CheckpointWriter.save says what waits for what).
 
 A full disk or any other write error is reported in one line and counted (metrics.checkpoint_failed); training
 goes on and the previous checkpoint stays the newest. On start, candidates are tried newest first; one that fails
@@ -17,6 +19,7 @@ import json
 import os
 import re
 import stat
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
@@ -225,11 +228,18 @@ def load_newest(directory: str, log: Callable[[str], None] = print) -> Optional[
 class CheckpointWriter:
     """Writes checkpoints of one run into `directory`, keeping the newest `keep_max`."""
 
-    def __init__(self, directory: str, keep_max: int, metrics=None, log: Callable[[str], None] = print):
+    def __init__(self, directory: str, keep_max: int, metrics=None, log: Callable[[str], None] = print,
+                 retain: Optional[Callable[[List[Entry]], tuple]] = None, asynchronous: bool = False):
+        """retain(entries oldest first) -> (kept, dropped), kept oldest first (policy.retention); None: the newest
+        keep_max."""
         self.directory = directory
         self.keep_max = keep_max
+        self.retain = retain
         self.metrics = metrics
         self.log = log
+        self.asynchronous = asynchronous  # see save()
+        self._in_flight: Optional[threading.Thread] = None
+        self._buffers = SnapshotBuffers()
 
     def warn_if_short_of_space(self, save_obj) -> None:
         """Say at the start, in one line, when the disk cannot hold the checkpoints this run will keep (each is
@@ -255,10 +265,57 @@ class CheckpointWriter:
 
     def save(self, save_obj, position: Position, extra: Optional[dict] = None) -> Optional[str]:
         """Save `save_obj` (a Cell or a parameter list) at `position`. Returns the path, or None when the write
-        failed (logged and counted; the previous checkpoint stays the newest)."""
+        failed (logged and counted; the previous checkpoint stays the newest).
+
+        Asynchronous writer: the parameters are copied to host memory now (training may change them as soon as
+        this returns), the file is written, renamed and listed in the manifest by a background thread, and the
+        path it will have is returned at once; a failure is then logged and counted by that thread. One save is
+        in flight at most: a save asked for while one is still being written waits for it (never skipped: the
+        policy asks only for saves the recipe wants, and the one at SIGTERM or the last epoch is the one to
+        resume from). The thread is not a daemon, so a process that returns or exits, also after SIGTERM, ends
+        only once the write is complete; a kill mid-write leaves only a temporary file, as a synchronous one."""
+        self.wait()
+        started = time.monotonic()
+        if not self.asynchronous:
+            return self._write(save_obj, position, extra, started)
+        try:
+            copy = self._buffers.copy(save_obj)
+        except MemoryError:  # no room for a second copy: write from the live parameters, as a synchronous save
+            return self._write(save_obj, position, extra, started)
+        self._in_flight = threading.Thread(target=self._write_in_background, args=(copy, position, extra, started),
+                                           name="incv4-checkpoint-writer", daemon=False)
+        self._in_flight.start()
+        return os.path.join(self.directory, checkpoint_name(position))
+
+    def prepare(self, save_obj) -> None:
+        """Allocate the host memory of the parameters' copy now (e.g. before the first step), so the first save
+        stalls training no longer than the next ones."""
+        if self.asynchronous:
+            self._buffers.copy(save_obj)
+
+    def wait(self) -> None:
+        """Return once the save in flight, if any, is complete (listed in the manifest) or its failure logged."""
+        thread, self._in_flight = self._in_flight, None
+        if thread is not None:
+            thread.join()
+
+    def _write_in_background(self, copy: list, position: Position, extra: Optional[dict], started: float) -> None:
+        try:  # Linux: a thread has its own nice value; training steps come first when the host CPU is short
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except (AttributeError, OSError):
+            pass
+        try:
+            self._write(copy, position, extra, started)
+        except Exception as err:  # _write reports disk errors itself; anything else must not pass unseen either
+            self.log(f"error: checkpoint {checkpoint_name(position)} was not written: {_describe(err)}; "
+                     f"training goes on, the previous checkpoint stays the newest")
+            if self.metrics is not None:
+                self.metrics.checkpoint_failed()
+
+    def _write(self, save_obj, position: Position, extra: Optional[dict], started: float) -> Optional[str]:
+        """Write, fsync, rename, then list in the manifest and prune: the manifest names a file only once complete."""
         import mindspore as ms
 
-        started = time.monotonic()
         name = checkpoint_name(position)
         final = os.path.join(self.directory, name)
         tmp = os.path.join(self.directory, f".tmp-{name}")
@@ -276,7 +333,8 @@ class CheckpointWriter:
             entries.append(Entry(name, position.epoch, position.global_step, position.step_in_epoch,
                                  dict(extra or {})))
             entries.sort(key=lambda e: (e.global_step, e.epoch))
-            kept, dropped = entries[-self.keep_max:], entries[:-self.keep_max]
+            kept, dropped = (self.retain(entries) if self.retain is not None
+                             else (entries[-self.keep_max:], entries[:-self.keep_max]))
             write_manifest(self.directory, kept)
         except (OSError, RuntimeError, ValueError) as err:
             _remove_quietly(tmp)
@@ -296,6 +354,44 @@ class CheckpointWriter:
         if self.metrics is not None:
             self.metrics.checkpoint_saved(time.monotonic() - started)
         return final
+
+
+def _parameters(save_obj) -> list:
+    """(name, parameter) pairs of a Cell or a parameter list, named as ms.save_checkpoint names them."""
+    import mindspore as ms
+
+    if isinstance(save_obj, list):
+        return [(p.name, p) if isinstance(p, ms.Parameter) else (p["name"], p["data"]) for p in save_obj]
+    save_obj.init_parameters_data()
+    return [(p.name, p) for p in save_obj.get_parameters()]
+
+
+class SnapshotBuffers:
+    """Host memory for a copy of the parameters, kept from one save to the next: copying into pages already in
+    use is several times faster than into new ones (no page faults), at the price of that memory staying
+    allocated on rank 0."""
+
+    def __init__(self):
+        self._arrays: dict = {}
+        self._listed = (None, [])  # (save_obj, its parameters): listing a Cell's parameters walks every cell
+
+    def copy(self, save_obj) -> list:
+        """The parameters' values now, in ms.save_checkpoint's list form ({"name", "data"}); copied, not viewed,
+        so later training steps cannot change them. Valid until the next copy()."""
+        import mindspore as ms
+        import numpy as np
+
+        if self._listed[0] is not save_obj:
+            self._listed = (save_obj, _parameters(save_obj))
+        copies = []
+        for name, value in self._listed[1]:
+            live = value.asnumpy()  # on the CPU a view of the parameter, on a device its host copy
+            buffer = self._arrays.get(name)
+            if buffer is None or buffer.shape != live.shape or buffer.dtype != live.dtype:
+                buffer = self._arrays[name] = np.empty_like(live, order="C")
+            np.copyto(buffer, live)
+            copies.append({"name": name, "data": ms.Tensor.from_numpy(buffer)})
+        return copies
 
 
 def _gigabytes(count: int) -> str:

@@ -10,8 +10,9 @@ the decoder cannot handle may kill a data worker with a signal instead of raisin
 
 By default every image is fully decoded with Pillow (`deep=True`), in parallel threads (Pillow's decoders release
 the GIL). A successful check is cached in a folder of this node (`node_cache_dir()`, or `cache_dir`), keyed by the
-split's path and the name, size and modification time of each image, so the launcher checks once per node and its
-workers, and restarts, only list and stat the files. `deep=False` reads only each image's first 16 bytes and last
+split's path and the name, size and modification time of each image, so the launcher checks once per node and a
+restart only stats the files; the launcher's workers do not check again while the folders are as the launcher saw
+them (`shared_listings_env`, folder.py's node listing). `deep=False` reads only each image's first 16 bytes and last
 1 KiB (format magic, JPEG end-of-image marker, PNG IEND chunk) and decodes only the suspects.
 """
 from __future__ import annotations
@@ -26,7 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
-from incv4.trainer.data.folder import DataError, class_folders, no_class_folders, scan_class, split_dir
+from incv4.trainer.data.folder import (DataError, class_folders, make_private_dir, no_class_folders,
+                                       node_cache_dir, shared_listing_entry, split_dir, split_listing, trusted_dir)
 
 SHOWN_PATHS = 3  # how many example paths an error message lists per kind of problem
 
@@ -138,12 +140,7 @@ class SplitReport:
         return parts
 
 
-NODE_CACHE = "<node>"  # check_image_folder's default cache_dir: node_cache_dir()
-
-
-def node_cache_dir() -> str:
-    """This node's (and this user's) folder for data-check results: the temporary folder is local to a node or pod."""
-    return os.path.join(tempfile.gettempdir(), f"incv4-data-check-{os.getuid()}")
+NODE_CACHE = "<node>"  # check_image_folder's default cache_dir: node_cache_dir() (folder.py, shared with listings)
 
 
 def available_cores() -> int:
@@ -161,8 +158,8 @@ def check_image_folder(data_dir: str, splits: Iterable[str] = ("train", "val"), 
     splits = list(splits)
     if cache_dir == NODE_CACHE:
         cache_dir = node_cache_dir()
-        _make_private_dir(cache_dir)
-        cache_dir = cache_dir if _trusted(cache_dir) else None
+        make_private_dir(cache_dir)
+        cache_dir = cache_dir if trusted_dir(cache_dir) else None
     workers = workers or available_cores()
     reports = []
     train_classes = None
@@ -174,23 +171,21 @@ def check_image_folder(data_dir: str, splits: Iterable[str] = ("train", "val"), 
     problems = [p for r in reports for p in r.problems()]
     if problems:
         raise DataError("data: " + "; ".join(problems))
+    if deep:
+        _note_checked(reports)
     return reports
 
 
 def _list_split(report: SplitReport, root: str, train_classes) -> list:
-    """Fill the report's folder-level findings; return the split's image paths relative to `root`."""
-    classes = class_folders(root)
-    report.classes = len(classes)
-    images = []
-    for name in classes:
-        found, others, specials = scan_class(os.path.join(root, name))
-        report.special_files.extend(os.path.join(name, rel) for rel in specials)
-        if train_classes is not None and name not in train_classes:
-            report.unknown_classes.append(name)
-        if not found:
-            report.empty_classes.append(name)
-        report.non_images.extend(os.path.join(name, rel) for rel in others)
-        images.extend(os.path.join(name, rel) for rel in found)
+    """Fill the report's folder-level findings from the node's listing of the split (folder.split_listing: one
+    scan per node while the folders do not change); return the split's image paths relative to `root`."""
+    listing = split_listing(root)
+    report.classes = len(listing.classes)
+    report.special_files = list(listing.specials)
+    report.non_images = list(listing.others)
+    report.unknown_classes = [n for n in listing.classes if train_classes is not None and n not in train_classes]
+    report.empty_classes = [n for n, count in zip(listing.classes, listing.counts) if not count]
+    images = [os.fsdecode(path) for path in listing.paths.tolist()]
     report.images = len(images)
     return images
 
@@ -213,6 +208,15 @@ def _check_split(split: str, root: str, train_classes, deep: bool, cache_dir: Op
     return report
 
 
+_checked_here: dict = {}  # split path -> digest of the listing this process checked without a problem
+
+
+def _note_checked(reports: list) -> None:
+    for report in reports:
+        listing = split_listing(report.path)
+        _checked_here[listing.root] = listing.digest
+
+
 def _file_state(path: str) -> str:
     try:
         info = os.stat(path)
@@ -228,24 +232,6 @@ def _fingerprint(root: str, images: list, deep: bool, pool: ThreadPoolExecutor) 
     for rel, state in zip(images, states):
         digest.update(rel.encode("utf-8", "surrogateescape") + b"\0" + state.encode() + b"\0")
     return digest.hexdigest()
-
-
-def _make_private_dir(path: str) -> None:
-    """Best effort: without the folder the check just runs every time."""
-    try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
-    except OSError:
-        pass
-
-
-def _trusted(cache_dir: str) -> bool:
-    """Only a folder this user owns and nobody else can write may vouch for data: in the shared temporary folder,
-    another user could have planted a result."""
-    try:
-        info = os.stat(cache_dir)
-    except OSError:
-        return False
-    return info.st_uid == os.getuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
 def _cache_file(cache_dir: str, root: str) -> str:
@@ -317,16 +303,49 @@ def check_run_data(recipe, splits: Optional[Iterable[str]] = None) -> None:
     """Everything checked about a run's data before anything starts (the CLI, the launcher and each worker call
     this one function): the data dir and its splits exist, the class folders agree with each other and with
     num_classes, every image decodes. `splits`: the training split, plus val when the recipe evaluates while
-    training, unless given. Raises RecipeError (DataError is one) with one line."""
+    training, unless given. Raises RecipeError (DataError is one) with one line. A worker whose launcher checked
+    the same folders (LISTINGS_ENV, unchanged since) checks only the folders, not every image again."""
     from incv4.trainer.recipe import RecipeError, require_data_dir
 
-    if splits is None:
-        splits = [recipe.train_split] + ([recipe.val_split] if recipe.val_while_train else [])
-    splits = list(splits)
+    splits = _run_splits(recipe, splits)
     require_data_dir(recipe, splits)
+    if all(_checked_by_launcher(os.path.join(recipe.data_dir, split)) for split in splits):
+        return  # this node's launcher checked these very folders before starting this worker
     try:
         check_image_folder(recipe.data_dir, splits)
     except RecipeError:
         raise
     except ValueError as err:  # any other bad-data ValueError is still a one-line usage error
         raise RecipeError(str(err)) from None
+
+
+def _run_splits(recipe, splits: Optional[Iterable[str]]) -> list:
+    if splits is None:
+        return [recipe.train_split] + ([recipe.val_split] if recipe.val_while_train else [])
+    return list(splits)
+
+
+def _checked_by_launcher(split_path: str) -> bool:
+    entry = shared_listing_entry(os.path.abspath(split_path))
+    if not entry or not entry["checked"]:
+        return False
+    return split_listing(split_path).digest == entry["digest"]  # still the folders' state the launcher checked
+
+
+def shared_listings_env(recipe, splits: Optional[Iterable[str]] = None) -> Optional[str]:
+    """The LISTINGS_ENV value for the workers this process starts: where this node's listings of the run's
+    splits are, their digests, and whether this process checked their images. The listings are made (or found
+    fresh) here, so the workers read one file instead of each scanning the tree. None when this node has no
+    private cache folder (each worker then scans, as it would alone)."""
+    cache_dir = node_cache_dir()
+    make_private_dir(cache_dir)
+    if not trusted_dir(cache_dir):
+        return None
+    entries = {}
+    for split in _run_splits(recipe, splits):
+        try:
+            listing = split_listing(os.path.join(recipe.data_dir, split), cache_dir)
+        except OSError:  # the folders changed under us: each worker lists and checks them, and says what is wrong
+            continue
+        entries[listing.root] = {"digest": listing.digest, "checked": _checked_here.get(listing.root) == listing.digest}
+    return json.dumps({"dir": cache_dir, "splits": entries})

@@ -61,18 +61,20 @@ def launch_command(config, data_dir, overrides, nodes, node_rank, master_addr, m
     try:
         topology = from_environment(nodes=nodes, node_rank=node_rank, master_addr=master_addr,
                                     master_port=master_port, local_workers=local_workers,
-                                    resolve_timeout=min(60, cluster_timeout))
+                                    resolve_timeout=cluster_timeout)  # pod 0 may be late: wait as long as for peers
         # The recipe and the data are checked here, before the scheduler or any worker starts.
         args, recipe = plan.plan_worker_args(config, overrides, data_dir, topology.world_size, scale_lr, train_args,
                                              check_images=True)
     except (TopologyError, RecipeError) as err:
         click.echo(f"error: {err}", err=True)
-        sys.exit(contract.USAGE)
+        sys.exit(getattr(err, "exit_code", contract.USAGE))  # PeerTimeoutError: 3, retryable
     cache = plan.compile_cache_dir(recipe, topology.world_size, args) if compile_cache else None
-    sys.exit(run_node(topology, plan.worker_command(args, worker_script),
-                      log_dir or os.path.join(recipe.ckpt_save_dir, "logs"), cluster_timeout=cluster_timeout,
-                      grace_period=grace_period, metrics_port=metrics_port, threads_per_worker=threads_per_worker,
-                      compile_cache=cache, metrics_addr=POD_ADDR))  # Prometheus scrapes the pod's IP
+    with plan.shared_data_listing(recipe):  # the data was scanned and checked once here, for every local worker
+        code = run_node(topology, plan.worker_command(args, worker_script),
+                        log_dir or os.path.join(recipe.ckpt_save_dir, "logs"), cluster_timeout=cluster_timeout,
+                        grace_period=grace_period, metrics_port=metrics_port, threads_per_worker=threads_per_worker,
+                        compile_cache=cache, metrics_addr=POD_ADDR)  # Prometheus scrapes the pod's IP
+    sys.exit(code)
 
 
 if __name__ == "__main__":

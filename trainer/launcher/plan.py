@@ -3,12 +3,13 @@ command line, and the compile-cache folder for exactly that run. `run_local` is 
 launcher on this one machine."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pathlib
 import socket
 import sys
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 from incv4.trainer import contract
 from incv4.trainer.contract import DEFAULT_LOCAL_WORKERS
@@ -93,6 +94,28 @@ def compile_cache_dir(recipe, world_size: int, worker_args: Sequence[str]) -> st
     return os.path.join(os.path.abspath(recipe.ckpt_save_dir), "compile_cache", digest.hexdigest()[:16])
 
 
+@contextlib.contextmanager
+def shared_data_listing(recipe) -> Iterator[None]:
+    """While the workers run, their environment (the supervisor copies this process's) names this node's listing of
+    the run's splits, made here once, so no worker scans the tree itself (trainer/data/folder.py); if this process
+    checked the images, the workers do not check them again. Restored afterwards: `incv4 train` and tests run
+    this in a longer-lived process."""
+    from incv4.trainer.data.check import shared_listings_env
+    from incv4.trainer.data.folder import LISTINGS_ENV
+
+    value = shared_listings_env(recipe)
+    before = os.environ.get(LISTINGS_ENV)
+    if value is not None:
+        os.environ[LISTINGS_ENV] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(LISTINGS_ENV, None)
+        else:
+            os.environ[LISTINGS_ENV] = before
+
+
 def worker_command(args: Sequence[str], worker_script: Optional[str] = None) -> list:
     head = [sys.executable, worker_script] if worker_script else [sys.executable, "-m", WORKER_MODULE]
     return head + list(args)
@@ -110,7 +133,8 @@ def run_local(config: Optional[str], overrides: Iterable[str] = (), data_dir: Op
                         local_workers=workers)
     args, recipe = plan_worker_args(config, overrides, data_dir, topology.world_size, scale_lr, extra_args)
     cache = compile_cache_dir(recipe, topology.world_size, args) if compile_cache else None
-    return run_node(topology, worker_command(args, worker_script),
-                    log_dir or os.path.join(recipe.ckpt_save_dir, "logs"), cluster_timeout=cluster_timeout,
-                    grace_period=grace_period, metrics_port=metrics_port, threads_per_worker=threads_per_worker,
-                    compile_cache=cache, metrics_addr=LOCAL_ADDR)
+    with shared_data_listing(recipe):
+        return run_node(topology, worker_command(args, worker_script),
+                        log_dir or os.path.join(recipe.ckpt_save_dir, "logs"), cluster_timeout=cluster_timeout,
+                        grace_period=grace_period, metrics_port=metrics_port, threads_per_worker=threads_per_worker,
+                        compile_cache=cache, metrics_addr=LOCAL_ADDR)

@@ -220,6 +220,19 @@ def test_bad_environment_or_recipe_is_one_line_and_exit_2(env, argv, message, mo
     assert len(lines) == 1 and message in lines[0], result.output
 
 
+def test_a_master_name_that_never_resolves_is_a_retryable_peer_timeout(monkeypatch, tmp_path):
+    # Pod 0's DNS record appears only once its pod is up (a slow volume attach): retry the job, never abort it.
+    for key in ("VC_TASK_INDEX", "VK_TASK_INDEX", "VC_WORKER_NUM", "VC_WORKER_HOSTS"):
+        monkeypatch.delenv(key, raising=False)
+    (tmp_path / "train").mkdir()
+    argv = ["--nodes", "2", "--node-rank", "1", "--master-addr", "incv4-no-such-pod.invalid", "--cluster-timeout", "3",
+            "--data-dir", str(tmp_path), "--metrics-port", "0"]
+    result = CliRunner().invoke(launch_command, argv)  # the wait itself: test_topology.py, on a fake clock
+    assert result.exit_code == contract.PEER_TIMEOUT, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "incv4-no-such-pod.invalid" in lines[0], result.output
+
+
 def test_launch_takes_its_defaults_from_the_shared_options_and_the_contract():
     params = {param.name: param for param in launch_command.params}
     assert params["metrics_port"].default == contract.METRICS_PORT
