@@ -1,5 +1,6 @@
 """`python -m bench [CASE ...] [--quick]`: set up the reference venv, run the cases, write bench/RESULTS.md and
-bench/results.json. Cases: train_step, pipeline, render, metrics, launch (default: all, in that order).
+bench/results.json. Cases: train_step, pipeline, render, metrics, launch, monitoring, scan,
+checkpoint (default: all, in that order).
 
 Each case holds /tmp/incv4-heavy.lock while it runs (the machine is shared; heavy runs must not overlap), so do not
 wrap this command in `flock` yourself."""
@@ -17,7 +18,8 @@ from bench.common import REF_PYTHON, incv4_python, machine_info, versions_of
 from bench.setup_env import ensure_reference_venv
 
 CASES = {"train_step": "bench.case_train_step", "pipeline": "bench.case_pipeline", "render": "bench.case_render",
-         "metrics": "bench.case_metrics", "launch": "bench.case_launch"}
+         "metrics": "bench.case_metrics", "launch": "bench.case_launch", "monitoring": "bench.case_monitoring",
+         "scan": "bench.case_scan", "checkpoint": "bench.case_checkpoint"}
 NEEDS_REFERENCE = {"train_step", "pipeline", "launch"}
 LOCK_PATH = "/tmp/incv4-heavy.lock"
 

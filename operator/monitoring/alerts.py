@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import yaml
 
 from incv4.operator.monitoring import exporters as X
+from incv4.operator.monitoring import recording
 from incv4.trainer import contract as M
 
 RUN = ", ".join(M.RUN_LABELS)
@@ -182,8 +183,9 @@ max by ({X.NPU_POD}, {M.JOB_NAME}) (label_replace({M.BUILD_INFO}, "{X.NPU_POD}",
 
 
 def build_rules(t: Thresholds = Thresholds()) -> dict:
-    """The rule file as a mapping: {"groups": [...]}."""
-    return {"groups": [{"name": "incv4-training", "rules": _progress_rules(t) + _speed_rules(t) + _health_rules(t)}]}
+    """The rule file as a mapping: {"groups": [the alerts, the recording rules the dashboard reads]}."""
+    return {"groups": [{"name": "incv4-training", "rules": _progress_rules(t) + _speed_rules(t) + _health_rules(t)},
+                       recording.group()]}
 
 
 class _LiteralDumper(yaml.SafeDumper):

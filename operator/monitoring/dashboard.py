@@ -6,21 +6,32 @@ Metric and label names come from incv4.trainer.contract. The queries select a ru
 PodMonitor puts on every series (contract.RUN_LABELS: `namespace`, added by the Prometheus Operator, and `job_name`,
 relabelled from the pod label volcano.sh/job-name) and narrow it by `pod` and the trainer's `rank`. NPU panels read
 Ascend npu-exporter's series (operator/monitoring/exporters.py), matched to the run's pods by pod name.
+
+Built with grafana-foundation-sdk (Grafana's typed builders; a dev dependency, since the JSON is committed): it is
+imported only where the dashboard is built, so `expressions`/`fill_variables` over a built dashboard need only the
+standard library. tests/unit/monitoring/test_dashboard.py validates the output against Grafana's dashboard schema
+(tests/support/grafana_schema/).
 """
 from __future__ import annotations
 
 import json
 import re
 import sys
+import warnings
 
 from incv4.operator.monitoring import exporters as X
+from incv4.operator.monitoring import recording as R
 from incv4.trainer import contract as M
 
 RUN = f'{M.NAMESPACE}="$namespace", {M.JOB_NAME}="$job"'
-SEL = f'{RUN}, {M.POD}=~"$pod", {M.RANK}=~"$rank"'
+POD_SEL = f'{RUN}, {M.POD}=~"$pod"'
+SEL = f'{POD_SEL}, {M.RANK}=~"$rank"'
 NPU = f'{X.NPU_POD}=~"$pod"'
-DS = {"type": "prometheus", "uid": "${datasource}"}
 RATE = "$__rate_interval"
+TOP = 10   # panels that would draw a line per rank, pod or chip draw the ones that stand out
+# A point per minute at most: the resolution of the recording rules (and twice the chart's 30 s scrape); at 1,024
+# ranks every point of a panel costs a pass over its series.
+MIN_INTERVAL = "1m"
 
 
 def _show(label: str) -> str:
@@ -33,71 +44,72 @@ TOPK_LEGEND = f"top-{_show(M.TOPK)}"
 CHIP_LEGEND = f"{_show(X.NPU_POD)} npu {_show(X.NPU_ID)}"
 
 
-class _Layout:
-    """Places panels left to right on Grafana's 24-column grid, wrapping rows."""
-
-    def __init__(self):
-        self.x = self.y = 0
-        self.row_height = 0
-        self.next_id = 1
-        self.panels = []
-
-    def _id(self):
-        self.next_id += 1
-        return self.next_id - 1
-
-    def row(self, title):
-        if self.x:
-            self.y += self.row_height
-        self.x, self.row_height = 0, 0
-        self.panels.append({"type": "row", "id": self._id(), "title": title, "collapsed": False, "panels": [],
-                            "gridPos": {"x": 0, "y": self.y, "w": 24, "h": 1}})
-        self.y += 1
-
-    def add(self, panel, w, h):
-        if self.x + w > 24:
-            self.x, self.y, self.row_height = 0, self.y + self.row_height, 0
-        panel["id"] = self._id()
-        panel["gridPos"] = {"x": self.x, "y": self.y, "w": w, "h": h}
-        self.x += w
-        self.row_height = max(self.row_height, h)
-        self.panels.append(panel)
+def _datasource():
+    from grafana_foundation_sdk.models.common import DataSourceRef
+    return DataSourceRef(type_val="prometheus", uid="${datasource}")
 
 
-def _targets(queries):
-    return [{"datasource": DS, "expr": expr, "legendFormat": legend, "refId": chr(ord("A") + i)}
-            for i, (expr, legend) in enumerate(queries)]
+def _targets(queries, table=False, instant=False):
+    """Prometheus queries of a panel, refIds A, B, ...; `table`: instant queries shown as a table; `instant`: the
+    value at the range's end only."""
+    from grafana_foundation_sdk.builders import prometheus
+    from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+    out = []
+    for i, (expr, legend) in enumerate(queries):
+        query = prometheus.Dataquery().datasource(_datasource()).expr(expr).legend_format(legend)
+        query = query.ref_id(chr(ord("A") + i))
+        if table:
+            query = query.format(PromQueryFormat.TABLE)
+        out.append(query.instant() if table or instant else query)
+    return out
+
+
+def _thresholds(steps):
+    from grafana_foundation_sdk.builders.dashboard import ThresholdsConfig
+    from grafana_foundation_sdk.models.dashboard import Threshold, ThresholdsMode
+    return ThresholdsConfig().mode(ThresholdsMode.ABSOLUTE).steps([Threshold(value=v, color=c) for v, c in steps])
 
 
 def stat(title, queries, unit="none", description="", decimals=None, thresholds=None):
-    defaults = {"unit": unit}
+    from grafana_foundation_sdk.builders import common as options
+    from grafana_foundation_sdk.builders import stat as sdk_stat
+    from grafana_foundation_sdk.models.common import BigValueColorMode, BigValueGraphMode, BigValueTextMode
+    panel = (sdk_stat.Panel().title(title).description(description).datasource(_datasource())
+             .targets(_targets(queries, instant=True)).unit(unit)
+             .reduce_options(options.ReduceDataOptions().calcs(["lastNotNull"]).fields("").values(False))
+             .color_mode(BigValueColorMode.VALUE).graph_mode(BigValueGraphMode.NONE)
+             .text_mode(BigValueTextMode.AUTO))
     if decimals is not None:
-        defaults["decimals"] = decimals
-    if thresholds:
-        defaults["thresholds"] = {"mode": "absolute", "steps": thresholds}
-    return {"type": "stat", "title": title, "description": description, "datasource": DS,
-            "targets": _targets(queries), "fieldConfig": {"defaults": defaults, "overrides": []},
-            "options": {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-                        "colorMode": "value", "graphMode": "none", "textMode": "auto"}}
+        panel = panel.decimals(decimals)
+    return panel.thresholds(_thresholds(thresholds)) if thresholds else panel
 
 
 def timeseries(title, queries, unit="none", description=""):
-    return {"type": "timeseries", "title": title, "description": description, "datasource": DS,
-            "targets": _targets(queries), "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-            "options": {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-                        "tooltip": {"mode": "multi", "sort": "none"}}}
+    from grafana_foundation_sdk.builders import common as options
+    from grafana_foundation_sdk.builders import timeseries as sdk_timeseries
+    from grafana_foundation_sdk.models.common import LegendDisplayMode, LegendPlacement, SortOrder, TooltipDisplayMode
+    return (sdk_timeseries.Panel().title(title).description(description).datasource(_datasource())
+            .targets(_targets(queries)).unit(unit).interval(MIN_INTERVAL)
+            .legend(options.VizLegendOptions().display_mode(LegendDisplayMode.LIST)
+                    .placement(LegendPlacement.BOTTOM).show_legend(True))
+            .tooltip(options.VizTooltipOptions().mode(TooltipDisplayMode.MULTI).sort(SortOrder.NONE)))
 
 
-def _quantile(q, by=""):
-    group = f"{by}, le" if by else "le"
-    return f"histogram_quantile({q}, sum by ({group}) (rate({M.STEP_DURATION.bucket}{{{SEL}}}[{RATE}])))"
+def table(title, query, description=""):
+    from grafana_foundation_sdk.builders import table as sdk_table
+    from grafana_foundation_sdk.models.dashboard import DataTransformerConfig
+    organize = DataTransformerConfig(id_val="organize", options={"excludeByName": {"Time": True},
+                                                                 "renameByName": {"Value": "ranks"}})
+    return (sdk_table.Panel().title(title).description(description).datasource(_datasource())
+            .targets(_targets([(query, "")], table=True)).with_transformation(organize))
 
 
 def _green_then(*steps):
-    return [{"color": "green", "value": None}] + [{"color": c, "value": v} for v, c in steps]
+    return [(None, "green")] + list(steps)
 
 
-def _progress_row():
+def _progress_row(recorded):
+    """Stat panels read instant queries: one evaluation, not one per point of the time range."""
     return [
         (stat("Progress", [(f"max({M.GLOBAL_STEP}{{{RUN}}}) / max({M.PLANNED_STEPS}{{{RUN}}})", "done")],
               unit="percentunit", decimals=1, description="Global step over the steps the run plans."), 4, 4),
@@ -119,128 +131,154 @@ def _progress_row():
               description="Seconds since the last successful checkpoint."), 2, 4),
         (stat("Graph compile", [(f"max({M.GRAPH_COMPILE}{{{RUN}}})", "compile")], unit="s",
               description="Graph build and compile before the first step (slowest rank)."), 4, 4),
-        ({"type": "table", "title": "Run", "datasource": DS, "description": "What the ranks run.",
-          "targets": [dict(t, format="table", instant=True) for t in _targets([(
-              f"count by ({', '.join(M.BUILD_INFO_LABELS)}) ({M.BUILD_INFO}{{{RUN}}})", "")])],
-          "fieldConfig": {"defaults": {}, "overrides": []},
-          "transformations": [{"id": "organize", "options": {"excludeByName": {"Time": True},
-                                                             "renameByName": {"Value": "ranks"}}}]}, 20, 4),
+        (table("Run", f"count by ({', '.join(M.BUILD_INFO_LABELS)}) ({M.BUILD_INFO}{{{RUN}}})",
+               description="What the ranks run."), 20, 4),
     ]
 
 
-def _speed_row():
-    mean = (f"sum(rate({M.STEP_DURATION.sum}{{{SEL}}}[{RATE}]))"
-            f" / sum(rate({M.STEP_DURATION.count}{{{SEL}}}[{RATE}]))")
-    wait = f"sum by ({M.RANK}) (rate({M.DATA_WAIT}{{{SEL}}}[{RATE}]))"
-    compute = f"sum by ({M.RANK}) (rate({M.STEP_DURATION.sum}{{{SEL}}}[{RATE}]))"
+def _speed_row(recorded):
+    """Read the recording rules (operator/monitoring/recording.py): one series per pod or rank, not per bucket."""
+    buckets = f"sum by (le) ({R.STEP_BUCKETS.over(RUN, recorded)})"
+    mean = f"sum({R.STEP_SECONDS.over(RUN, recorded)}) / sum({R.STEP_COUNT.over(RUN, recorded)})"
+    samples = R.SAMPLES.over(POD_SEL, recorded)
     return [
-        (timeseries("Step time", [(_quantile(0.5), "p50"), (_quantile(0.9), "p90"), (_quantile(0.99), "p99"),
-                                  (mean, "mean")],
-                    unit="s", description="Seconds per step over the selected ranks "
-                                          "(input wait excluded: see data-wait share)."), 8, 8),
-        (timeseries("Step time p90 by rank (stragglers)", [(_quantile(0.9, by=M.RANK), RANK_LEGEND)],
-                    unit="s", description="With a synchronous all-reduce a slow rank slows all of them; "
-                                          "compare data-wait per rank too."), 8, 8),
-        (timeseries("Throughput", [(f"sum(rate({M.SAMPLES}{{{SEL}}}[{RATE}]))", "all ranks"),
-                                   (f"sum by ({M.POD}) (rate({M.SAMPLES}{{{SEL}}}[{RATE}]))", _show(M.POD))],
-                    unit="none", description="Training images per second."), 8, 8),
-        (timeseries("Data-wait share by rank", [(f"{wait} / ({wait} + {compute})", RANK_LEGEND)], unit="percentunit",
-                    description="Share of step time spent waiting for input: high means input bound."), 12, 8),
-        (timeseries("Steps per second by rank",
-                    [(f"sum by ({M.RANK}) (rate({M.STEPS}{{{SEL}}}[{RATE}]))", RANK_LEGEND)]), 12, 8),
+        (timeseries("Step time", [(f"histogram_quantile({q}, {buckets})", f"p{round(q * 100)}")
+                                  for q in (0.5, 0.9, 0.99)] + [(mean, "mean")],
+                    unit="s", description="Seconds per step over all ranks of the run (input wait excluded: see "
+                                          "data-wait share), last 2 minutes; per rank: the stragglers panel."), 8, 8),
+        (timeseries("Step time p90 by rank (stragglers)", [(f"topk({TOP}, {R.RANK_STEP_P90.over(SEL, recorded)})",
+                                                            RANK_LEGEND)],
+                    unit="s", description=f"The {TOP} ranks with the slowest p90 step time. With a synchronous "
+                                          "all-reduce a slow rank slows all of them; compare data-wait per rank "
+                                          "too."), 8, 8),
+        (timeseries("Throughput", [(f"sum({samples})", "all ranks"),
+                                   (f"bottomk({TOP}, sum by ({M.POD}) ({samples}))", _show(M.POD))],
+                    unit="none", description=f"Training images per second: the selected pods together, and the "
+                                             f"{TOP} slowest pods."), 8, 8),
+        (timeseries("Data-wait share by rank", [(f"topk({TOP}, {R.RANK_DATA_WAIT_SHARE.over(SEL, recorded)})",
+                                                 RANK_LEGEND)], unit="percentunit",
+                    description=f"Share of step time spent waiting for input, the {TOP} highest ranks: high means "
+                                f"input bound."), 12, 8),
+        (timeseries("Steps per second by rank", [(f"bottomk({TOP}, {R.RANK_STEPS.over(SEL, recorded)})",
+                                                  RANK_LEGEND)],
+                    description=f"The {TOP} slowest ranks."), 12, 8),
     ]
 
 
-def _quality_row():
-    checkpoint_mean = f"max({M.CHECKPOINT_DURATION.sum}{{{SEL}}} / {M.CHECKPOINT_DURATION.count}{{{SEL}}})"
+def _quality_row(recorded):
     return [
-        (timeseries("Loss", [(f"max by ({M.RANK}) ({M.LOSS}{{{SEL}}})", RANK_LEGEND)]), 8, 8),
+        (timeseries("Loss", [(f"{how}({M.LOSS}{{{SEL}}})", how) for how in ("min", "avg", "max")],
+                    description="Training loss of the last step over the selected ranks (each rank's own "
+                                "batch)."), 8, 8),
         (timeseries("Learning rate", [(f"max({M.LEARNING_RATE}{{{SEL}}})", "lr")]), 8, 8),
-        (timeseries("Validation accuracy", [(f"max by ({M.TOPK}) ({M.EVAL_ACCURACY}{{{SEL}}})", TOPK_LEGEND)],
-                    unit="percentunit"), 8, 8),
-        (timeseries("Non-finite losses", [(
-            f"sum by ({M.RANK}) (increase({M.NONFINITE_LOSS_STEPS}{{{SEL}}}[{RATE}]))", RANK_LEGEND)],
-            description="Steps skipped for a NaN/inf loss; too many in a row end the run as DIVERGED."), 8, 8),
-        (timeseries("Checkpoint duration (mean)", [(checkpoint_mean, "seconds")], unit="s"), 8, 8),
-        (timeseries("Checkpoint failures", [(
-            f"sum by ({M.RANK}) ({M.CHECKPOINT_FAILURES}{{{SEL}}})", RANK_LEGEND)]), 8, 8),
+        (timeseries("Validation accuracy", [(f"max by ({M.TOPK}) ({R.POD_ACCURACY.over(POD_SEL, recorded)})",
+                                             TOPK_LEGEND)], unit="percentunit"), 8, 8),
+        (timeseries("Non-finite losses", [(f"topk({TOP}, {R.POD_NONFINITE.over(POD_SEL, recorded)})", _show(M.POD))],
+                    description=f"Steps skipped for a NaN/inf loss in the last 2 minutes, the {TOP} pods with most "
+                                "(the alert names the rank); too many in a row end the run as DIVERGED."), 8, 8),
+        (timeseries("Checkpoint duration (mean)", [(f"max({R.POD_CHECKPOINT_MEAN.over(POD_SEL, recorded)})",
+                                                    "seconds")], unit="s"), 8, 8),
+        (timeseries("Checkpoint failures", [(f"topk({TOP}, {R.POD_CHECKPOINT_FAILURES.over(POD_SEL, recorded)})",
+                                             _show(M.POD))],
+                    description=f"The {TOP} pods with most (the alert names the rank)."), 8, 8),
     ]
 
 
-def _npu_row():
+def _npu_row(recorded):
+    """Aggregates over the selected pods' chips (one line per chip is unreadable at 1,024 chips), and the chips
+    that stand out."""
+    def spread(metric, *hows):
+        return [(f"{how}({metric}{{{NPU}}})", how) for how in hows]
     return [
-        (timeseries("NPU utilization", [(f"{X.NPU_UTILIZATION}{{{NPU}}}", CHIP_LEGEND)], unit="percent"), 8, 8),
-        (timeseries("HBM used", [(f"{X.NPU_HBM_USED}{{{NPU}}}", CHIP_LEGEND)], unit="decmbytes"), 8, 8),
-        (timeseries("NPU health (1 = healthy)", [(
-            f"min by ({X.NPU_POD}, {X.NPU_ID}) ({X.NPU_HEALTH}{{{NPU}}})", CHIP_LEGEND)]), 8, 8),
-        (timeseries("NPU temperature", [(f"{X.NPU_TEMPERATURE}{{{NPU}}}", CHIP_LEGEND)], unit="celsius"), 12, 8),
-        (timeseries("NPU power", [(f"{X.NPU_POWER}{{{NPU}}}", CHIP_LEGEND)], unit="watt"), 12, 8),
+        # no bottomk line here: utilization moves every scrape, so over 6 h the 10 least busy chips are all of them
+        (timeseries("NPU utilization", spread(X.NPU_UTILIZATION, "min", "avg"), unit="percent",
+                    description="Over the selected pods' chips."), 8, 8),
+        (timeseries("HBM used", spread(X.NPU_HBM_USED, "avg", "max"), unit="decmbytes"), 8, 8),
+        (timeseries("NPU health (1 = healthy)", spread(X.NPU_HEALTH, "min") + [
+            (f"bottomk({TOP}, {X.NPU_HEALTH}{{{NPU}}})", CHIP_LEGEND)],
+            description=f"The least healthy chip of the selected pods, and the {TOP} chips with the lowest "
+                        "health."), 8, 8),
+        (timeseries("NPU temperature", spread(X.NPU_TEMPERATURE, "avg", "max"), unit="celsius"), 12, 8),
+        (timeseries("NPU power", spread(X.NPU_POWER, "avg", "max"), unit="watt",
+                    description="Per chip: mean and highest."), 12, 8),
     ]
 
 
-def _restarts_row():
+def _restarts_row(recorded):
     reasons = (f"{M.EXIT_REASONS[M.OK]}, {M.EXIT_REASONS[M.FAILURE]} (retryable), "
                f"{M.EXIT_REASONS[M.USAGE]}/{M.EXIT_REASONS[M.DIVERGED]} (permanent), "
                f"{M.EXIT_REASONS[M.PEER_TIMEOUT]}, {M.EXIT_REASONS[M.TERMINATED]}, {M.SIGNAL_REASON}.")
     return [
-        (timeseries("Worker restarts (launcher)", [(
-            f"sum by ({M.RANK}) ({M.WORKER_RESTARTS}{{{SEL}}})", RANK_LEGEND)],
-            description="Restarts of worker processes inside each pod since the pod started."), 8, 8),
+        (timeseries("Worker restarts (launcher)", [(f"topk({TOP}, {R.POD_RESTARTS.over(POD_SEL, recorded)})",
+                                                     _show(M.POD))],
+                    description=f"Restarts of worker processes inside each pod since the pod started, the {TOP} pods "
+                                "with most (the alert names the rank)."), 8, 8),
         (timeseries("Worker exits by reason", [(
-            f"sum by ({M.REASON}) ({M.WORKER_EXITS}{{{SEL}}})", _show(M.REASON))], description=reasons), 8, 8),
+            f"sum by ({M.REASON}) ({R.POD_EXITS.over(POD_SEL, recorded)})", _show(M.REASON))],
+            description=reasons), 8, 8),
         (timeseries("Pod container restarts (kube-state-metrics)", [(
-            f'sum by ({M.POD}) ({X.CONTAINER_RESTARTS}{{{M.NAMESPACE}="$namespace", {M.POD}=~"$pod"}})',
-            _show(M.POD))]), 8, 8),
+            f'topk({TOP}, sum by ({M.POD}) ({X.CONTAINER_RESTARTS}{{{M.NAMESPACE}="$namespace", {M.POD}=~"$pod"}}))',
+            _show(M.POD))], description=f"The {TOP} pods with most."), 8, 8),
     ]
 
 
-def panels():
-    """Every panel, row by row, placed on Grafana's grid."""
-    g = _Layout()
-    for title, row in (("Progress", _progress_row()), ("Speed", _speed_row()), ("Quality", _quality_row()),
-                       ("NPUs (Ascend npu-exporter)", _npu_row()), ("Restarts", _restarts_row())):
-        g.row(title)
-        for panel, w, h in row:
-            g.add(panel, w, h)
-    return g.panels
+ROWS = (("Progress", _progress_row), ("Speed", _speed_row), ("Quality", _quality_row),
+        ("NPUs (Ascend npu-exporter)", _npu_row), ("Restarts", _restarts_row))
 
 
 def _query_var(name, label, query, multi=False):
-    var = {"type": "query", "name": name, "label": label, "datasource": DS,
-           "definition": query, "query": {"query": query, "refId": f"{name}-var"},
-           "refresh": 2, "sort": 1, "includeAll": multi, "multi": multi,
-           "current": {}, "options": [], "hide": 0}
-    return var
+    from grafana_foundation_sdk.builders.dashboard import QueryVariable
+    from grafana_foundation_sdk.models.dashboard import VariableRefresh, VariableSort
+    return (QueryVariable(name).label(label).datasource(_datasource()).definition(query)
+            .query(query).refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .sort(VariableSort.ALPHABETICAL_ASC).include_all(multi).multi(multi))
 
 
-def build() -> dict:
-    """The dashboard as a mapping."""
-    return {
-        "uid": "incv4-training",
-        "title": "incv4 training",
-        "description": "InceptionV4 training runs (incv4): progress, speed, quality, NPUs, restarts.",
-        "tags": ["incv4", "training", "ascend"],
-        "schemaVersion": 39,
-        "version": 1,
-        "editable": True,
-        "graphTooltip": 1,
-        "time": {"from": "now-6h", "to": "now"},
-        "refresh": "30s",
-        "annotations": {"list": [{"builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"},
-                                  "enable": True, "hide": True, "name": "Annotations & Alerts", "type": "dashboard"}]},
-        "templating": {"list": [
-            {"type": "datasource", "name": "datasource", "label": "Data source", "query": "prometheus",
-             "current": {}, "hide": 0, "refresh": 1},
-            # label_values over the build info: every run that reported within the time range stays listed,
-            # finished ones included.
-            _query_var("namespace", "Namespace", f"label_values({M.BUILD_INFO}, {M.NAMESPACE})"),
-            _query_var("job", "Job", f'label_values({M.BUILD_INFO}{{{M.NAMESPACE}="$namespace"}}, {M.JOB_NAME})'),
-            _query_var("pod", "Pod", f"label_values({M.BUILD_INFO}{{{RUN}}}, {M.POD})", multi=True),
-            _query_var("rank", "Rank", f'label_values({M.BUILD_INFO}{{{RUN}, {M.POD}=~"$pod"}}, {M.RANK})',
-                       multi=True),
-        ]},
-        "panels": panels(),
-    }
+def _variables():
+    from grafana_foundation_sdk.builders.dashboard import DatasourceVariable
+    return [
+        DatasourceVariable("datasource").label("Data source").type("prometheus"),
+        # label_values over the build info: every run that reported within the time range stays listed,
+        # finished ones included.
+        _query_var("namespace", "Namespace", f"label_values({M.BUILD_INFO}, {M.NAMESPACE})"),
+        _query_var("job", "Job", f'label_values({M.BUILD_INFO}{{{M.NAMESPACE}="$namespace"}}, {M.JOB_NAME})'),
+        _query_var("pod", "Pod", f"label_values({M.BUILD_INFO}{{{RUN}}}, {M.POD})", multi=True),
+        _query_var("rank", "Rank", f'label_values({M.BUILD_INFO}{{{RUN}, {M.POD}=~"$pod"}}, {M.RANK})',
+                   multi=True),
+    ]
+
+
+def builder(recorded: bool = True):
+    """The dashboard as grafana-foundation-sdk's builder: rows of panels the SDK places on the 24-column grid.
+    `recorded=False`: the panels that read recording rules compute the same from the raw series instead."""
+    from grafana_foundation_sdk.builders import dashboard as sdk
+    from grafana_foundation_sdk.models.common import DataSourceRef
+    from grafana_foundation_sdk.models.dashboard import DashboardCursorSync
+    annotations = (sdk.AnnotationQuery().name("Annotations & Alerts").built_in(1).enable(True).hide(True)
+                   .type("dashboard").datasource(DataSourceRef(type_val="grafana", uid="-- Grafana --")))
+    board = (sdk.Dashboard("incv4 training").uid("incv4-training").version(1).editable()
+             .description("InceptionV4 training runs (incv4): progress, speed, quality, NPUs, restarts.")
+             .tags(["incv4", "training", "ascend"]).tooltip(DashboardCursorSync.CROSSHAIR)
+             .time("now-6h", "now").refresh("30s").variables(_variables())
+             .annotation(annotations))
+    panel_id = 0
+    for title, row in ROWS:
+        panel_id += 1
+        board = board.with_row(sdk.Row(title).id(panel_id))
+        for panel, w, h in row(recorded):
+            panel_id += 1
+            board = board.with_panel(panel.id(panel_id).span(w).height(h))
+    return board
+
+
+def build(recorded: bool = True) -> dict:
+    """The dashboard as a mapping (the SDK's JSON encoding of `builder()`)."""
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    with warnings.catch_warnings():
+        # The SDK steers towards its v2 dashboards (Grafana 12's new API, behind feature flags); the chart's
+        # sidecar provisions the classic JSON model built here, which Grafana 10-12 all load.
+        warnings.filterwarnings("ignore", "Prefer using dashboardv2", DeprecationWarning)
+        return json.loads(JSONEncoder().encode(builder(recorded).build()))
 
 
 def render() -> str:

@@ -1,7 +1,8 @@
 """Writes incv4-alerts.test.yaml, the `promtool test rules` unit tests of every alert in
 charts/incv4/files/incv4-alerts.rules.yaml: for each alert, input series where it must fire and where it must stay
 silent. promtool compares annotations too, so the expected annotations are the rule's templates filled with the
-expected labels (and the expected $value where a template shows it).
+expected labels (and the expected $value where a template shows it). The recording rules get one test of every
+recorded series' values.
 
     python tests/support/promtool/make_tests.py > tests/support/promtool/incv4-alerts.test.yaml
     promtool test rules tests/support/promtool/incv4-alerts.test.yaml
@@ -132,6 +133,81 @@ SCENARIOS = [
 ]
 
 
+# The recording rules (operator/monitoring/recording.py): two ranks on pod 0 and one on pod 1, each finishing one step
+# a second (a quarter of the steps within 0.05 s, the rest within 0.1 s), 0.8 s of step time and 0.2 s of data wait
+# a second, 32 images a step. Every rate is over whole samples 1 minute apart, so the values are exact.
+POD1 = RUN + ',pod="run1-worker-1"'
+
+
+def _rank_series(labels):
+    return [
+        s("incv4_steps_total", labels, "0+60x10"),
+        s("incv4_samples_total", labels, "0+1920x10"),
+        s("incv4_data_wait_seconds_total", labels, "0+12x10"),
+        s("incv4_step_duration_seconds_sum", labels, "0+48x10"),
+        s("incv4_step_duration_seconds_count", labels, "0+60x10"),
+        s("incv4_step_duration_seconds_bucket", labels + ',le="0.05"', "0+15x10"),
+        s("incv4_step_duration_seconds_bucket", labels + ',le="0.1"', "0+60x10"),
+        s("incv4_step_duration_seconds_bucket", labels + ',le="+Inf"', "0+60x10"),
+        s("incv4_worker_exits_total", labels + ',reason="failure"', "0 1x10"),
+        s("incv4_worker_exits_total", labels + ',reason="ok"', "0x10"),
+        s("incv4_worker_restarts_total", labels, "0 1x10"),
+        s("incv4_checkpoint_failures_total", labels, "0x3 2x7"),
+        s("incv4_nonfinite_loss_steps_total", labels, "0x3 1+1x7"),   # one more a minute from minute 3
+        s("incv4_eval_accuracy_ratio", labels + ',topk="1"', "0.5x10"),
+        s("incv4_eval_accuracy_ratio", labels + ',topk="5"', "0.75x10"),
+    ]
+
+
+def _checkpoint_series(labels, seconds):
+    """Rank `labels` saved one checkpoint a minute taking `seconds` (seconds = None: this rank never saves)."""
+    if seconds is None:
+        return [s("incv4_checkpoint_duration_seconds_sum", labels, "0x10"),
+                s("incv4_checkpoint_duration_seconds_count", labels, "0x10")]
+    return [s("incv4_checkpoint_duration_seconds_sum", labels, f"0+{seconds}x10"),
+            s("incv4_checkpoint_duration_seconds_count", labels, "0+1x10")]
+
+
+RECORDING_INPUT = (_rank_series(rank(0)) + _rank_series(rank(1)) + _rank_series(POD1 + ',rank="8"')
+                   + _checkpoint_series(rank(0), 4) + _checkpoint_series(rank(1), None)
+                   + _checkpoint_series(POD1 + ',rank="8"', 2))
+POD_0 = 'namespace="ml",job_name="run1",pod="run1-worker-0"'
+POD_1 = 'namespace="ml",job_name="run1",pod="run1-worker-1"'
+# (record, [(labels, value)]) at 5m
+RECORDING_EXPECTED = [
+    ("pod:incv4_samples_total:rate2m", [(POD_0, 64), (POD_1, 32)]),
+    ("pod:incv4_step_duration_seconds_sum:rate2m", [(POD_0, 1.6), (POD_1, 0.8)]),
+    ("pod:incv4_step_duration_seconds_count:rate2m", [(POD_0, 2), (POD_1, 1)]),
+    ("job:incv4_step_duration_seconds_bucket:rate2m", [
+        (RUN + ',le="0.05"', 0.75), (RUN + ',le="0.1"', 3),
+        (RUN + ',le="+Inf"', 3)]),
+    ("rank:incv4_steps_total:rate2m", [(POD_0 + ',rank="0"', 1), (POD_0 + ',rank="1"', 1),
+                                       (POD_1 + ',rank="8"', 1)]),
+    # p90: 0.9 of 1 step/s falls in (0.05, 0.1], where 0.75 of the steps lie: 0.05 + 0.05 x (0.9 - 0.25) / 0.75
+    ("rank:incv4_step_duration_seconds:p90_rate2m", [(POD_0 + ',rank="0"', 0.09333333333333334),
+                                                     (POD_0 + ',rank="1"', 0.09333333333333334),
+                                                     (POD_1 + ',rank="8"', 0.09333333333333334)]),
+    ("rank:incv4_data_wait_seconds_total:ratio_rate2m", [(POD_0 + ',rank="0"', 0.2), (POD_0 + ',rank="1"', 0.2),
+                                                         (POD_1 + ',rank="8"', 0.2)]),
+    ("pod:incv4_worker_exits_total:sum", [(POD_0 + ',reason="failure"', 2), (POD_0 + ',reason="ok"', 0),
+                                          (POD_1 + ',reason="failure"', 1), (POD_1 + ',reason="ok"', 0)]),
+    ("pod:incv4_worker_restarts_total:sum", [(POD_0, 2), (POD_1, 1)]),
+    ("pod:incv4_checkpoint_failures_total:sum", [(POD_0, 4), (POD_1, 2)]),
+    ("pod:incv4_nonfinite_loss_steps_total:increase2m", [(POD_0, 4), (POD_1, 2)]),
+    # rank 1 never saved (0/0): the pod's mean is rank 0's
+    ("pod:incv4_checkpoint_duration_seconds:mean", [(POD_0, 4), (POD_1, 2)]),
+    ("pod:incv4_eval_accuracy_ratio:max", [(POD_0 + ',topk="1"', 0.5), (POD_0 + ',topk="5"', 0.75),
+                                           (POD_1 + ',topk="1"', 0.5), (POD_1 + ',topk="5"', 0.75)]),
+]
+
+
+def recording_test() -> dict:
+    return {"interval": "1m", "input_series": RECORDING_INPUT, "promql_expr_test": [
+        {"expr": record, "eval_time": "5m",
+         "exp_samples": [{"labels": f"{record}{{{labels}}}", "value": value} for labels, value in samples]}
+        for record, samples in RECORDING_EXPECTED]}
+
+
 def humanize_duration(seconds: float) -> str:
     """Prometheus' humanizeDuration for whole seconds >= 1."""
     seconds = int(seconds)
@@ -162,7 +238,7 @@ def fill(template: str, labels: dict, value) -> str:
 
 
 def build() -> dict:
-    rules = {r["alert"]: r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]}
+    rules = {r["alert"]: r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"] if "alert" in r}
     tests = []
     for alert, series, checks in SCENARIOS:
         rule = rules[alert]
@@ -176,6 +252,7 @@ def build() -> dict:
                 })
             cases.append({"eval_time": eval_time, "alertname": alert, "exp_alerts": exp})
         tests.append({"interval": "1m", "input_series": series, "alert_rule_test": cases})
+    tests.append(recording_test())
     return {
         "rule_files": ["../../../charts/incv4/files/incv4-alerts.rules.yaml"],
         "evaluation_interval": "1m",

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import yaml
 
-from incv4.operator.monitoring import alerts
+from incv4.operator.monitoring import alerts, dashboard, recording
 from incv4.trainer import contract
 
 needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None,
@@ -47,7 +47,9 @@ def test_committed_unit_tests_are_up_to_date(repo_root, unit_tests):
 def test_promtool_check_rules_passes(rules_file):
     result = subprocess.run(["promtool", "check", "rules", str(rules_file)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(alert_names())} rules found" in result.stdout
+    every_rule = [r for g in alerts.build_rules()["groups"] for r in g["rules"]]
+    assert len(every_rule) == len(alert_names()) + len(recording.RULES)
+    assert f"SUCCESS: {len(every_rule)} rules found" in result.stdout
 
 
 @needs_promtool
@@ -61,7 +63,7 @@ def test_promtool_unit_tests_pass(repo_root):
 def test_every_alert_has_a_firing_and_a_silent_unit_test(unit_tests):
     fires, silent = set(), set()
     for test in unit_tests.build()["tests"]:
-        for case in test["alert_rule_test"]:
+        for case in test.get("alert_rule_test", []):  # the recording rules' test has none
             (fires if case["exp_alerts"] else silent).add(case["alertname"])
     assert fires == set(alert_names())
     assert silent == set(alert_names())
@@ -89,3 +91,31 @@ def test_thresholds_are_parameters():
 
 def alert_names():
     return [r["alert"] for r in alerts.build_rules()["groups"][0]["rules"]]
+
+
+def test_every_recording_rule_has_a_unit_test_and_the_dashboard_reads_it(unit_tests):
+    pytest.importorskip("grafana_foundation_sdk", reason="grafana-foundation-sdk builds the dashboard")
+    tested = {case["expr"] for test in unit_tests.build()["tests"] for case in test.get("promql_expr_test", [])}
+    assert tested == {rule.record for rule in recording.RULES}
+    queries = " ".join(dashboard.expressions(dashboard.build()))
+    for rule in recording.RULES:
+        assert f"{rule.record}{{" in queries, f"{rule.record} is recorded but no panel reads it"
+
+
+def test_recording_rules_read_only_metrics_the_trainer_exports_and_keep_the_run():
+    for rule in recording.RULES:
+        for name in re.findall(r"\bincv4_\w+", rule.expr):
+            assert contract.family_name(name) in contract.METRIC_NAMES, (rule.record, name)
+        for by in re.findall(r"by \(([^)]*)\)", rule.expr):
+            assert by.startswith("namespace, job_name"), rule.record  # never across runs
+        level = rule.record.split(":")[0]
+        assert {"job": "namespace, job_name", "pod": "namespace, job_name, pod",
+                "rank": "namespace, job_name, pod, rank"}[level] in rule.expr, rule.record
+
+
+def test_a_panel_over_raw_series_computes_what_the_recording_rule_records():
+    pytest.importorskip("grafana_foundation_sdk", reason="grafana-foundation-sdk builds the dashboard")
+    raw = recording.SAMPLES.over('namespace="ml", pod=~"a|b"', recorded=False)
+    assert raw == '(sum by (namespace, job_name, pod) (rate(incv4_samples_total{namespace="ml", pod=~"a|b"}[2m])))'
+    assert recording.SAMPLES.over('namespace="ml"') == 'pod:incv4_samples_total:rate2m{namespace="ml"}'
+    assert "pod:" not in " ".join(dashboard.expressions(dashboard.build(recorded=False)))
