@@ -83,13 +83,53 @@ def run_training(config, overrides, data_dir, workers, ckpt_path=None, no_resume
     check_run_data(recipe)  # one line before any MindSpore work
     _check_metrics_port(metrics_port)
     if workers == 1:
-        from incv4.trainer.training.loop import train
+        from incv4.trainer.launcher.supervisor import run_guarded
 
-        return train(recipe, resume=not no_resume, scale_lr=scale_lr, metrics_port=metrics_port)
+        # In a watched child: a decoder that dies on an image is named in one line, exit 2 (supervisor.py).
+        return run_guarded(lambda: _train_here(recipe, no_resume, scale_lr, metrics_port), "the training process")
     from incv4.trainer.launcher import plan
 
     return plan.run_local(config, overrides, data_dir, workers, metrics_port, scale_lr,
                           *_worker_flags(ckpt_path, no_resume), compile_cache=compile_cache)
+
+
+def _train_here(recipe, no_resume, scale_lr, metrics_port) -> int:
+    from incv4.trainer.data.pipeline import decode_error_line
+    from incv4.trainer.training.loop import train  # MindSpore loads here, in the guarded child
+
+    try:
+        return train(recipe, resume=not no_resume, scale_lr=scale_lr, metrics_port=metrics_port)
+    except RuntimeError as err:  # an image MindSpore cannot decode: a data error, permanent
+        line = decode_error_line(err)
+        if line is None:
+            raise
+        click.echo(f"error: {line}", err=True)
+        return contract.USAGE
+
+
+def _validate_here(recipe, output) -> int:
+    from incv4.trainer.data.pipeline import decode_error_line
+    from incv4.trainer.training import evaluate
+
+    try:
+        accuracy = evaluate.run_validate(recipe, recipe.ckpt_path, log=lambda m: click.echo(m, err=True))
+    except evaluate.ValidateError as err:
+        click.echo(f"error: {err}", err=True)
+        return contract.FAILURE
+    except RecipeError as err:  # in the guarded child, the group's handler is not there to say it
+        click.echo(f"error: {err}", err=True)
+        return contract.USAGE
+    except RuntimeError as err:  # an image MindSpore cannot decode: a data error, permanent
+        line = decode_error_line(err)
+        if line is None:
+            raise
+        click.echo(f"error: {line}", err=True)
+        return contract.USAGE
+    if output == "json":
+        click.echo(json.dumps({**accuracy.as_dict(), "checkpoint": recipe.ckpt_path}))
+    else:
+        click.echo(evaluate.format_table(accuracy, recipe.ckpt_path))
+    return contract.OK
 
 
 def register(group: click.Group) -> None:
@@ -139,17 +179,11 @@ def validate_command(config, data_dir, overrides, ckpt_path, output):
     from incv4.trainer.data.check import check_run_data
 
     check_run_data(recipe, [recipe.val_split])
-    from incv4.trainer.training import evaluate
+    from incv4.trainer.launcher.supervisor import run_guarded
 
-    try:
-        accuracy = evaluate.run_validate(recipe, recipe.ckpt_path, log=lambda m: click.echo(m, err=True))
-    except evaluate.ValidateError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(contract.FAILURE)
-    if output == "json":
-        click.echo(json.dumps({**accuracy.as_dict(), "checkpoint": recipe.ckpt_path}))
-    else:
-        click.echo(evaluate.format_table(accuracy, recipe.ckpt_path))
+    code = run_guarded(lambda: _validate_here(recipe, output), "incv4 validate")
+    if code:
+        sys.exit(code)
 
 
 @click.command("demo-data")
@@ -221,7 +255,7 @@ def _write_demo_data(out_dir, num_classes, train_per_class, val_per_class, image
 @options.overrides
 @options.metrics_port
 def demo_command(work_dir, workers, train_per_class, val_per_class, overrides, metrics_port):
-    """The whole local pipeline: demo data, then data-parallel training on the CPU, then top-1 vs chance."""
+    """The whole local pipeline: demo data, data-parallel training on the CPU, top-1 vs chance, the report."""
     from incv4.trainer.checkpoint import demo_folder, store as checkpoint
     from incv4.trainer.recipe import shipped_path
 
@@ -250,6 +284,19 @@ def demo_command(work_dir, workers, train_per_class, val_per_class, overrides, m
     if top1 is None:
         click.echo("error: the demo finished but recorded no evaluation", err=True)
         sys.exit(contract.FAILURE)
+    _demo_report(ckpt_dir, os.path.join(work_dir, "report.html"))  # before the result, which stays the last line
     verdict = "above" if top1 > chance else "NOT above"
     click.echo(f"demo result: top-1 {top1 * 100:.1f}% vs chance {chance * 100:.1f}% (1/{recipe.num_classes}): "
                f"{verdict} chance")
+
+
+def _demo_report(ckpt_dir: str, path: str) -> None:
+    """The run's report (curves, recipe, summary) beside the demo's data, from the history rank 0 wrote."""
+    from incv4.operator.report.command import write_report
+    from incv4.operator.report.data import ReportError
+
+    try:
+        click.echo(f"report: {write_report(ckpt_dir, path)}")
+    except ReportError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(err.exit_code)

@@ -258,3 +258,103 @@ def test_item1_full_decode_is_cached_by_the_folder_state(tmp_path):
     (first,) = check_image_folder(data, ["train"])
     (again,) = check_image_folder(data, ["train"])
     assert again.from_cache and first.images == again.images == 19
+
+
+# Item 1 (the crash's part): an image the check lets through and the decoder dies on. The issue's damaged JPEG is
+# now caught by the check, so each test bypasses the check through a real path: a worker that runs the training
+# pipeline directly, or the CLI with the check replaced by one that passes everything (standing for an image
+# Pillow decodes and MindSpore's decoder does not). The pipeline, the decoder, the supervisor are the real ones.
+
+# A launcher worker that skips the check: the real training pipeline of the demo recipe on argv[1].
+_PIPELINE_WORKER = """
+import sys
+from incv4.trainer import recipe as recipes
+from incv4.trainer.data import pipeline
+recipe = recipes.load(sys.argv[1], ["batch_size=4", "auto_augment=", "re_prob=0"], data_dir=sys.argv[2])
+dataset, _ = pipeline.create_train_dataset(recipe, num_parallel_workers=1, normalize=False)
+for _ in dataset.create_tuple_iterator(num_epochs=1):
+    pass
+"""
+
+# The CLI with a data check that passes everything, in a fresh interpreter.
+_CLI_WITHOUT_CHECK = """
+import sys
+from incv4.trainer.data import check
+check.check_run_data = lambda *args, **kwargs: None
+from incv4.operator.cli import main
+main(sys.argv[1:])
+"""
+
+
+def _last_error_line(stderr):
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert lines and "Traceback" not in stderr, stderr
+    return lines[-1]
+
+
+def test_item1_worker_dying_in_the_decoder_names_the_image_and_exits_2_under_the_launcher(tmp_path):
+    import io
+
+    from incv4.trainer.launcher.supervisor import Launcher
+    from incv4.trainer.launcher.topology import Topology
+
+    data = _jpeg_folder(tmp_path / "data", splits=("train",))
+    damaged = os.path.join(data, "train", "c4", "1.JPEG")
+    _damage(damaged)
+    err = io.StringIO()
+    launcher = Launcher(Topology(1, 0, "127.0.0.1", 8118, 1), [sys.executable, "-c", _PIPELINE_WORKER, DEMO, data],
+                        str(tmp_path / "logs"), cluster_timeout=60, grace_period=5, out=io.StringIO(), err=err)
+    code = launcher.run()
+    assert code == 2, err.getvalue()  # permanent: Volcano's policy aborts the job instead of restarting the pod
+    line = _last_error_line(err.getvalue())
+    assert line.startswith("error: data: rank 0 died from SIGFPE in MindSpore's image decoder on "), line
+    assert line.split(" on ", 1)[1].startswith(f"{damaged} "), line
+
+
+def test_item1_train_workers_1_dying_in_the_decoder_names_the_image_and_exits_2(tmp_path):
+    data = _jpeg_folder(tmp_path / "data", splits=("train",))
+    damaged = os.path.join(data, "train", "c6", "0.JPEG")
+    _damage(damaged)
+    done = subprocess.run([sys.executable, "-c", _CLI_WITHOUT_CHECK, *TRAIN,
+                           "--data-dir", data, "--set", "val_while_train=false", "--set", "batch_size=4",
+                           "--set", f"ckpt_save_dir={tmp_path / 'ckpt'}"],
+                          capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 2, done.stderr
+    line = _last_error_line(done.stderr)
+    assert line == (f"error: data: the training process died from SIGFPE in MindSpore's image decoder on {damaged} "
+                    f"(the data check's decoder accepts it; replace or remove the image: a restart cannot help)")
+
+
+# A launcher worker: the real worker command, with the check replaced as above.
+_WORKER_WITHOUT_CHECK = """
+import sys
+from incv4.trainer.data import check
+check.check_run_data = lambda *args, **kwargs: None
+from incv4.trainer.training.worker import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_item1_image_the_decoder_refuses_is_a_usage_error_of_the_worker_and_the_launcher(tmp_path):
+    """Not every bad image kills the decoder: MindSpore's pipeline may raise instead. That is a data error too:
+    the worker says it in one line and exits 2, and the launcher keeps the 2 (never the retryable 1)."""
+    import io
+
+    from incv4.trainer.launcher.supervisor import Launcher
+    from incv4.trainer.launcher.topology import Topology
+
+    data = _jpeg_folder(tmp_path / "data", splits=("train",))
+    bad = os.path.join(data, "train", "c3", "1.JPEG")
+    with open(bad, "wb") as fh:
+        fh.write(b"\xff\xd8\xff" + b"not a JPEG after all" * 10 + b"\xff\xd9")
+    worker = [sys.executable, "-c", _WORKER_WITHOUT_CHECK, "-c", DEMO, "--data-dir", data, "--no-resume",
+              "--set", "val_while_train=false", "--set", "batch_size=4", "--set", f"ckpt_save_dir={tmp_path / 'ck'}"]
+    err = io.StringIO()
+    launcher = Launcher(Topology(1, 0, "127.0.0.1", 8118, 1), worker,
+                        str(tmp_path / "logs"), cluster_timeout=60, grace_period=5, out=io.StringIO(), err=err)
+    assert launcher.run() == 2, err.getvalue()
+    assert launcher.workers[0].exit_code == 2
+    expected = (f"error: data: MindSpore's RandomCropDecodeResize cannot decode {bad}: Error raised by libjpeg: "
+                f"Unsupported marker type 0x6e (replace or remove the image: a restart cannot help)")
+    assert f"[rank 0] {expected}" in err.getvalue().splitlines()
+    assert "Traceback" not in err.getvalue()

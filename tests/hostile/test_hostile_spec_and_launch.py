@@ -74,15 +74,48 @@ def test_item9_the_chart_refuses_the_same_override():
             chart.validate_schema({"runAsGroup": 0})
 
 
+# ---- item 10: the chart's RBAC Role, scoped to the release's own objects where Kubernetes allows it ----------------
+
+def _release_role(release: str) -> dict:
+    """The chart's Role for `release` with rbac.scope=release, rendered by Helm's engine (`helm template`)."""
+    helm = pytest.importorskip("helm_python", reason="helm-python-sdk is a dev dependency: pip install -e '.[dev]'")
+    import yaml
+
+    values = {"nodes": 2, "rbac": {"create": True, "scope": "release", "subjects": [{"kind": "User", "name": "bob"}]}}
+    with helm.Chart.load(pathlib.Path(__file__).resolve().parents[2] / "charts" / "incv4") as chart:
+        manifests = chart.render(values, name=release, namespace="training")
+    docs = [d for path, text in manifests.items() if path.endswith("rbac.yaml") for d in yaml.safe_load_all(text) if d]
+    (role,) = [d for d in docs if d["kind"] == "Role"]
+    return role
+
+
+def test_item10_a_release_scoped_role_reaches_only_its_own_release_by_name():
+    """Two runs in one namespace: the Role of run `a` names only a's job, recipe and pods; what Kubernetes cannot
+    authorize by name (create, a label-selected list) is all it has without names (test_chart_rbac.py has the
+    full table)."""
+    role = _release_role("a")
+    unnamed = {(verb, resource) for rule in role["rules"] if not rule.get("resourceNames")
+               for verb in rule["verbs"] for resource in rule["resources"]}
+    assert unnamed == {("create", "commands"), ("list", "pods")}
+    names = {name for rule in role["rules"] for name in rule.get("resourceNames", [])}
+    assert names == {"a", "a-recipe", "a-worker-0", "a-worker-1", f"a-worker-0:{contract.METRICS_PORT}",
+                     f"a-worker-1:{contract.METRICS_PORT}"}
+    assert not any("update" in rule["verbs"] or "patch" in rule["verbs"] for rule in role["rules"])
+
+
 # ---- item 10: /metrics binds loopback for local runs, all interfaces only in a pod ---------------------------------
 
 def _listening_address(port: int) -> str:
-    """The address a TCP socket of this machine listens on at `port` (from /proc/net/tcp, state 0A = LISTEN)."""
-    for line in pathlib.Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        local, state = line.split()[1], line.split()[3]
-        host, _, hex_port = local.partition(":")
-        if state == "0A" and int(hex_port, 16) == port:
-            return socket.inet_ntoa(bytes.fromhex(host)[::-1])
+    """The address a TCP socket of this machine listens on at `port` (from /proc/net/tcp and tcp6, state 0A =
+    LISTEN; the kernel writes each 32-bit word of an address in host order, little-endian here)."""
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        path = pathlib.Path("/proc/net") / table
+        for line in (path.read_text().splitlines()[1:] if path.exists() else []):
+            local, state = line.split()[1], line.split()[3]
+            host, _, hex_port = local.partition(":")
+            if state == "0A" and int(hex_port, 16) == port:
+                raw = bytes.fromhex(host)
+                return socket.inet_ntop(family, b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4)))
     raise AssertionError(f"nothing listens on port {port}")
 
 
@@ -159,7 +192,8 @@ def test_item10_metrics_bind_loopback_for_local_runs_and_all_interfaces_in_a_pod
          str(tmp_path / "data"), str(tmp_path / "ckpt"), str(_free_port()), str(_free_port())],
         env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.splitlines()[-1]) == ["127.0.0.1", "0.0.0.0"]
+    # in a pod: every interface, IPv4 and IPv6 alike (one dual-stack socket, trainer/metrics/exporter.py POD_ADDR)
+    assert json.loads(result.stdout.splitlines()[-1]) == ["127.0.0.1", "::"]
 
 
 # ---- item 7: `incv4 launch` without -c validates before it starts anything -----------------------------------------

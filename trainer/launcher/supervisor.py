@@ -3,6 +3,11 @@ workers, each in its own process group writing its own log file (<log dir>/worke
 the node's first rank to stdout as `[rank N] ...`, and stops everything when a worker fails, the cluster does not
 form, or the launcher is asked to stop. `run_node` does that with the node's /metrics served meanwhile.
 The exit codes it returns are described in launch.py (and trainer/contract.py).
+
+A process that dies from a crash signal (SIGFPE, SIGSEGV, ...) may have died inside MindSpore's image decoder on
+an image the data check could not fault: each worker gets a data trail (trainer/data/pipeline.py), and
+`data_crash_line` replays it to name the image. That is a data error, permanent: exit USAGE, never a retry.
+`run_guarded` gives `incv4 train --workers 1` and `incv4 validate`, which work in their own process, the same.
 """
 from __future__ import annotations
 
@@ -17,9 +22,10 @@ import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import IO, List, Optional, Sequence
+from typing import IO, Callable, List, Optional, Sequence
 
 from incv4.trainer import contract
+from incv4.trainer.data.pipeline import DATA_TRAIL_ENV
 from incv4.trainer.launcher.environment import default_threads_per_worker, scheduler_env, worker_env
 from incv4.trainer.launcher.topology import Topology
 from incv4.trainer.metrics import exporter as metrics_lib
@@ -35,6 +41,8 @@ _JOINING = re.compile(r"^\[(WARNING|ERROR|INFO)\] DISTRIBUTED\(")
 _MINDSPORE_NOISE = re.compile(r"^\[(WARNING|INFO|DEBUG)\] [A-Z_]+\(\d+[,:]")
 _POLL_SECONDS = 0.2
 _SCHEDULER_EXIT_WAIT = 30.0  # after the workers finished, the scheduler unregisters them and exits by itself
+# Signals a native decoder dies from on a malformed image (SIGKILL is the OOM killer's or ours: not a decoder).
+CRASH_SIGNALS = (signal.SIGFPE, signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGABRT)
 
 # The scheduler only runs MindSpore's meta server: no need to import the trainer or touch a device.
 SCHEDULER_CODE = ("import mindspore as ms\n"
@@ -63,6 +71,7 @@ class _Process:
     popen: subprocess.Popen
     log_path: str
     exit_code: Optional[int] = None
+    trail_path: Optional[str] = None  # its data trail (trainer/data/pipeline.py), workers only
     joining_since: Optional[float] = None  # monotonic time its first cluster line was seen
     ready: bool = False
     failed_to_form: bool = False
@@ -152,7 +161,12 @@ class Launcher:
         for local_rank in range(topo.local_workers):
             rank = topo.rank(local_rank)
             env = worker_env(base, topo, local_rank, self.cluster_timeout, self.threads, self.compile_cache)
-            self.workers.append(self._spawn(f"rank {rank}", rank, self.worker_command, env, f"worker_{rank}.log"))
+            trail = os.path.join(self.log_dir, f"worker_{rank}.data-trail.json")
+            _remove_quietly(trail)  # a previous run's trail (incv4's own file, like the log beside it)
+            env[DATA_TRAIL_ENV] = trail
+            worker = self._spawn(f"rank {rank}", rank, self.worker_command, env, f"worker_{rank}.log")
+            worker.trail_path = trail
+            self.workers.append(worker)
         self.say(f"{topo.describe()}; {self.threads} CPU thread(s) per worker; logs in {self.log_dir}")
         if self.compile_cache:
             self.say(f"graph compile cache: {self.compile_cache}")
@@ -280,6 +294,10 @@ class Launcher:
         for line in failed.last_lines():
             print(f"[{failed.name}] {line}", file=self.err, flush=True)
         self._terminate_all()
+        data_crash = data_crash_line(failed.name, code, failed.trail_path)
+        if data_crash:
+            print(f"error: {data_crash}", file=self.err, flush=True)
+            return contract.USAGE
         if failed.failed_to_form and not failed.ready:  # MindSpore's own MS_TOPO_TIMEOUT ended it
             self._say_peer_timeout()
             return contract.PEER_TIMEOUT
@@ -323,6 +341,28 @@ class Launcher:
                 pass
 
 
+def _remove_quietly(path: str) -> None:
+    for stale in (path, path + ".tmp"):
+        try:
+            os.remove(stale)
+        except OSError:
+            pass
+
+
+def data_crash_line(name: str, code: Optional[int], trail_path: Optional[str]) -> Optional[str]:
+    """The one-line data error for a process that died from a crash signal while its data trail shows an image
+    that kills MindSpore's decoder; None when that is not what happened (or cannot be shown)."""
+    if code is None or code >= 0 or -code not in CRASH_SIGNALS or not trail_path:
+        return None
+    from incv4.trainer.data.pipeline import find_crashing_image  # numpy and the listing: only after a crash
+
+    image = find_crashing_image(trail_path)
+    if image is None:
+        return None
+    return (f"data: {name} died from {signal.Signals(-code).name} in MindSpore's image decoder on {image} "
+            f"(the data check's decoder accepts it; replace or remove the image: a restart cannot help)")
+
+
 def _describe_code(code: Optional[int]) -> str:
     if code is None:
         return "none"
@@ -359,3 +399,118 @@ def run_node(topology: Topology, worker_command: Sequence[str], log_dir: str, *,
         if server is not None:
             server.shutdown()
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def run_guarded(work: Callable[[], int], name: str) -> int:
+    """Run `work` (it returns an exit code) in a forked child of this process, with a data trail, and return its
+    exit code; a child that dies from a crash signal on an image is reported as `data_crash_line` says, exit USAGE,
+    any other signal death in one line, exit FAILURE. SIGTERM is forwarded to the child; SIGINT is left to it (a
+    terminal's Ctrl-C reaches both). Without real stdout/stderr files (click's test runner captures into this
+    process's memory, which a child would not share) `work` runs here, unguarded."""
+    if not _has_real_stdio():
+        return work()
+    trail = _guard_trail_path()
+    previous = os.environ.get(DATA_TRAIL_ENV)
+    os.environ[DATA_TRAIL_ENV] = trail
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            _run_child(work)
+        code = _wait_forwarding_sigterm(pid)
+        crash = data_crash_line(name, code, trail)
+        if crash:
+            print(f"error: {crash}", file=sys.stderr, flush=True)
+            return contract.USAGE
+        if code < 0:
+            print(f"error: {name} died from {_describe_code(code)}", file=sys.stderr, flush=True)
+            return contract.FAILURE
+        return code
+    finally:
+        if previous is None:
+            os.environ.pop(DATA_TRAIL_ENV, None)
+        else:
+            os.environ[DATA_TRAIL_ENV] = previous
+        _remove_quietly(trail)
+        if os.path.basename(os.path.dirname(trail)).startswith("incv4-data-trail-"):
+            shutil.rmtree(os.path.dirname(trail), ignore_errors=True)
+
+
+def _guard_trail_path() -> str:
+    """This process's data trail in a private folder of the temporary one; trails of guards that no longer run (one
+    killed by SIGKILL cleans nothing up) are removed here."""
+    folder = os.path.join(tempfile.gettempdir(), f"incv4-data-trails-{os.getuid()}")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    info = os.stat(folder)
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:  # planted by someone else: a trail of our own
+        folder = tempfile.mkdtemp(prefix="incv4-data-trail-")
+    for entry in os.listdir(folder):
+        pid = entry.split(".")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            _remove_quietly(os.path.join(folder, entry))
+    return os.path.join(folder, f"{os.getpid()}.json")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def _has_real_stdio() -> bool:
+    try:
+        sys.stdout.fileno()
+        sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    return True
+
+
+def _run_child(work: Callable[[], int]) -> None:
+    """In the forked child: run `work` and leave with its code, never returning into the parent's stack."""
+    code = contract.FAILURE
+    try:
+        _die_with_parent()
+        code = work()
+    except SystemExit as stop:
+        if isinstance(stop.code, int) or stop.code is None:
+            code = stop.code or 0
+        else:
+            print(stop.code, file=sys.stderr)
+    except BaseException:  # what an uncaught exception would have printed in the unguarded process
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code if isinstance(code, int) and 0 <= code <= 255 else contract.FAILURE)
+
+
+def _wait_forwarding_sigterm(pid: int) -> int:
+    """The child's exit code (negative: the signal that ended it), forwarding SIGTERM to it meanwhile."""
+    def forward(signum, _frame):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    try:
+        previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, forward),
+                    signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN)}
+    except ValueError:  # not the main thread: signals stay as they are
+        previous = {}
+    try:
+        _, status = os.waitpid(pid, 0)  # retried after a forwarded signal (PEP 475)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return os.waitstatus_to_exitcode(status)

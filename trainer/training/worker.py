@@ -31,9 +31,17 @@ def worker_command(config, data_dir, overrides, ckpt_path, no_resume, scale_lr) 
     except RecipeError as err:
         click.echo(f"error: {err}", err=True)
         return contract.USAGE
+    from incv4.trainer.data.pipeline import decode_error_line
     from incv4.trainer.training.loop import train
 
-    return train(recipe, resume=not no_resume, scale_lr=scale_lr)
+    try:
+        return train(recipe, resume=not no_resume, scale_lr=scale_lr)
+    except RuntimeError as err:  # an image MindSpore cannot decode is a data error: permanent, never retried
+        line = decode_error_line(err)
+        if line is None:
+            raise
+        click.echo(f"error: {line}", err=True)
+        return contract.USAGE
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -3,7 +3,6 @@ strictly, bad values are rejected by values.schema.json with a message naming th
 carry the metrics engineer's files unchanged, and the README's install commands work against the chart."""
 from __future__ import annotations
 
-import ast
 import itertools
 import json
 import pathlib
@@ -438,52 +437,6 @@ def test_optional_queue_and_claims(chart):
     assert ckpt["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
     assert "annotations" not in dataset["metadata"]
     assert "Queue" not in kinds(render_chart(chart, {"queue": {"name": "ascend"}}))
-
-
-def _cluster_calls() -> set:
-    """(verb, resource) of every API call incv4.operator.cluster makes: it passes both to `_call`, `_json` or `_error`."""
-    source = (REPO / "operator" / "cluster.py").read_text(encoding="utf-8")
-    tree = ast.parse(source)
-    constants = {t.id: node.value.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
-                 for t in node.targets if isinstance(t, ast.Name) and isinstance(node.value, ast.Constant)}
-    calls = set()
-    for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr in ("_call", "_json", "_error") and len(node.args) >= 3):
-            verb, resource = (a.value if isinstance(a, ast.Constant) else constants.get(getattr(a, "id", None))
-                              for a in node.args[1:3])
-            if verb is None and resource is None:
-                continue  # `_call` forwarding its own parameters to `_error`
-            assert isinstance(verb, str) and isinstance(resource, str), ast.dump(node)[:200]
-            calls.add((verb, resource))
-    return calls
-
-
-def _granted(role) -> set:
-    out = set()
-    for rule in role["rules"]:
-        for group in rule["apiGroups"]:
-            for resource in rule["resources"]:
-                name = f"{resource}.{group}" if group else resource
-                out |= {(verb, name) for verb in rule["verbs"]}
-    return out
-
-
-def test_rbac_role_grants_exactly_what_the_cli_uses(chart):
-    objects = render_chart(chart, {"rbac": {"create": True, "subjects": [
-        {"kind": "Group", "name": "ml-team"}, {"kind": "ServiceAccount", "name": "ci", "namespace": "ci"}]}})
-    role, binding = find(objects, "Role"), find(objects, "RoleBinding")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                  "name": role["metadata"]["name"]}
-    assert binding["subjects"] == [
-        {"kind": "Group", "name": "ml-team", "apiGroup": "rbac.authorization.k8s.io"},
-        {"kind": "ServiceAccount", "name": "ci", "namespace": "ci"}]
-    granted = _granted(role)
-    used = _cluster_calls()  # resources spelt as RBAC and kubectl do: "pods/log", "jobs.batch.volcano.sh"
-    assert ("create", "jobs.batch.volcano.sh") in used, f"unexpected API call table in operator/cluster.py: {used}"
-    assert granted == used, f"missing: {sorted(used - granted)}; more than needed: {sorted(granted - used)}"
-    assert not any("secrets" in r or r.endswith("/exec") or "*" in v for v, r in granted)
-    assert {"Role", "RoleBinding"}.isdisjoint(kinds(render_chart(chart)))  # opt-in
 
 
 def test_notes_tell_how_to_follow_the_run(chart):
