@@ -141,32 +141,35 @@ KEYS: dict[str, Key] = {
     "num_classes": Key("int", 1000, _positive),
     "in_channels": Key("int", 3, _positive),
     "drop_rate": Key("float", 0.2, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {v}", nullable=True),
-    "drop_path_rate": Key("float", None, _probability, nullable=True),
+    # MindCV's InceptionV4 (mindcv/models/inceptionv4.py) takes no drop_path_rate: create_model passes a non-null
+    # value on and the constructor rejects it. 0 and null mean "none" and are accepted.
+    "drop_path_rate": Key("float", None, lambda v: None if v == 0 else
+                          f"must be 0 or null, got {v}: MindCV's InceptionV4 has no drop path (stochastic depth)",
+                          nullable=True),
     "amp_level": Key("str", "O0", choices=("O0", "O1", "O2", "O3")),
     "val_amp_level": Key("str", "O0", choices=("O0", "O1", "O2", "O3")),
-    "amp_cast_list": Key("str", None, nullable=True),
+    "amp_cast_list": Key("str", None, lambda v: "is not supported: incv4 casts by amp_level only", nullable=True),
     "keep_checkpoint_max": Key("int", 10, _positive),
     "ckpt_save_dir": Key("str", "./ckpt"),
     "ckpt_save_interval": Key("int", 1, _positive),
     "ckpt_save_policy": Key("str", "latest_k", choices=("latest_k", "top_k"), nullable=True),
     "epoch_size": Key("int", 90, _positive),
     "dataset_sink_mode": Key("bool", True),
-    # MindCV's train-step extras that incv4's train step (trainer/training/step.py) does not implement: refused, never
-    # ignored
-    "ema": Key("bool", False, lambda v: "is not supported: incv4's trainer keeps no EMA weights" if v else None),
+    # MindCV's train-step extras, as its TrainStep does them (trainer/training/step.py)
+    "ema": Key("bool", False),
     "ema_decay": Key("float", 0.9999, _probability),
-    "clip_grad": Key("bool", False, lambda v: "is not supported: incv4's trainer does not clip gradients" if v
-                     else None),
+    "clip_grad": Key("bool", False),
     "clip_value": Key("float", 15.0, _positive),
-    "gradient_accumulation_steps": Key("int", 1, lambda v: None if v == 1 else
-                                       f"must be 1, got {v}: incv4's trainer does not accumulate gradients"),
+    "gradient_accumulation_steps": Key("int", 1, _positive),
     # optimizer
     "opt": Key("str", "adam", choices=("sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad", "lamb", "nadam")),
     "momentum": Key("float", 0.9, _probability),
     "weight_decay": Key("float", 1e-6, _at_least(0)),
     "loss_scale_type": Key("str", "fixed", choices=("fixed", "dynamic", "auto")),
-    "loss_scale": Key("float", 1.0, _positive),
-    "dynamic_loss_scale": Key("bool", False),
+    "loss_scale": Key("float", 1.0, _at_least(1.0)),  # MindCV: "Loss scale cannot be less than 1.0!"
+    # an early MindCV key (gone from 0.3.0's config.py): refused rather than half-honoured
+    "dynamic_loss_scale": Key("bool", False, lambda v: "is not a MindCV 0.3.0 key; use loss_scale_type: dynamic "
+                              "with drop_overflow_update: true" if v else None),
     "drop_overflow_update": Key("bool", False),
     "use_nesterov": Key("bool", False),
     "filter_bias_and_bn": Key("bool", True),
@@ -199,6 +202,9 @@ KEYS: dict[str, Key] = {
                                 help="re-estimate BatchNorm statistics over this many training batches before eval"),
     "max_nonfinite_steps": Key("int", 10, _positive,
                                help="stop after this many non-finite losses in a row"),
+    # MindCV's train.py/validate.py for MindSpore 2.3 (the seed's results table) set jit_level O2 in graph mode
+    "jit_level": Key("str", "O2", choices=("O0", "O1", "O2"),
+                     help="MindSpore's jit_config jit_level in graph mode on Ascend (MindCV: O2)"),
 }
 
 # Keys MindCV accepts for ModelArts or downloads that mean nothing here; accepted so MindCV YAMLs load unchanged.
@@ -279,6 +285,32 @@ def _cross_checks(values: Mapping[str, Any]) -> None:
                           f"({values['in_channels']})")
     if any(s <= 0 for s in values["std"]):
         raise RecipeError("recipe key 'std': every value must be > 0")
+    _train_step_checks(values)
+    if values["resume_opt"] and not values["ckpt_path"]:
+        raise RecipeError("recipe key 'resume_opt': needs ckpt_path (the checkpoint to resume the optimizer from)")
+    if values["ckpt_save_policy"] == "top_k" and not values["val_while_train"]:
+        raise RecipeError("recipe key 'ckpt_save_policy': top_k keeps the checkpoints with the best top-1 and needs "
+                          "val_while_train: true")
+
+
+def _train_step_checks(values: Mapping[str, Any]) -> None:
+    """MindCV's create_trainer and create_model refusals (mindcv/utils/trainer_factory.py, models/), and one of
+    incv4's."""
+    customised = values["ema"] or values["clip_grad"] or values["gradient_accumulation_steps"] > 1
+    if values["loss_scale_type"] == "dynamic" and not values["drop_overflow_update"]:
+        raise RecipeError("recipe key 'loss_scale_type': dynamic always drops the update of an overflowing step "
+                          "(MindCV); set drop_overflow_update: true")
+    if values["loss_scale_type"] == "auto" and customised:
+        raise RecipeError("recipe key 'loss_scale_type': auto is not available with ema, clip_grad or "
+                          "gradient_accumulation_steps > 1 (MindCV's train step takes fixed or dynamic)")
+    if values["pretrained"] and values["ckpt_path"]:
+        raise RecipeError("recipe key 'pretrained': MindCV takes either pretrained or ckpt_path, not both")
+    if values["pretrained"] and values["in_channels"] not in (1, 3):
+        raise RecipeError(f"recipe key 'in_channels': the pretrained weights take 3 channels (or 1, summed), "
+                          f"got {values['in_channels']}")
+    if values["ema"] and values["bn_recalibrate_steps"] > 0:
+        raise RecipeError("recipe key 'bn_recalibrate_steps': re-estimates the trained weights' statistics, but "
+                          "with ema the EMA weights are evaluated; use one of them")
 
 
 class Recipe(dict):

@@ -6,6 +6,8 @@
 - `create_optimizer`: momentum SGD as MindCV's `create_optimizer` builds it; with `filter_bias_and_bn` the
   BatchNorm parameters (gamma, beta) and biases get no weight decay (MindCV groups parameters by name).
 - `create_loss`: MindCV's `CrossEntropySmooth` (cross entropy with label smoothing, `reduction`, `aux_factor`).
+- `optimizer_loss_scale`, `loss_scaling`: which loss scale the optimizer divides by, and the train step's loss scale
+  (fixed, dynamic, or what mindspore.Model picks for `auto`), as MindCV's train.py and create_trainer decide them.
 """
 from __future__ import annotations
 
@@ -16,8 +18,8 @@ from mindspore import nn, ops
 
 from incv4.trainer.recipe import RecipeError
 
-__all__ = ["create_lr_schedule", "create_optimizer", "create_loss", "optimizer_loss_scale", "no_weight_decay",
-           "parameter_groups", "CrossEntropySmooth", "SCHEDULERS", "OPTIMIZERS"]
+__all__ = ["create_lr_schedule", "create_optimizer", "create_loss", "optimizer_loss_scale", "loss_scaling",
+           "no_weight_decay", "parameter_groups", "CrossEntropySmooth", "SCHEDULERS", "OPTIMIZERS"]
 
 # Parameter-name fragments MindCV exempts from weight decay: BatchNorm gamma/beta and every bias.
 _NO_DECAY_NAME_PARTS = ("beta", "gamma", "bias")
@@ -143,6 +145,22 @@ def optimizer_loss_scale(recipe: Mapping) -> float:
             and not recipe["drop_overflow_update"] and not customized_step):
         return float(recipe["loss_scale"])
     return 1.0
+
+
+# MindSpore's DynamicLossScaleManager() default, which mindspore.Model uses for amp O2 when MindCV passes none (auto)
+AUTO_INITIAL_LOSS_SCALE = 2.0 ** 24
+
+
+def loss_scaling(recipe: Mapping, amp_level: str) -> tuple:
+    """(initial loss scale, dynamic?) as MindCV's create_trainer builds its loss-scale manager: fixed `loss_scale`,
+    or dynamic from `loss_scale`; auto is what mindspore.Model picks for the amp level it runs at (O2: dynamic from
+    2**24; otherwise none)."""
+    kind = recipe["loss_scale_type"]
+    if kind == "dynamic":
+        return float(recipe["loss_scale"]), True
+    if kind == "auto":
+        return (AUTO_INITIAL_LOSS_SCALE, True) if amp_level == "O2" else (1.0, False)
+    return float(recipe["loss_scale"]), False
 
 
 def parameter_groups(params: list, weight_decay: float, filter_bias_and_bn: bool) -> list:

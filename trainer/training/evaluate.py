@@ -81,31 +81,53 @@ def _sum_across_ranks(values: list) -> list:
 
 
 def run_validate(recipe, ckpt_path: str, log: Callable[[str], None] = print) -> Accuracy:
-    """MindCV's validate.py: build the network, load `ckpt_path`, evaluate the val split on one process."""
+    """MindCV's validate.py: build the network, load `ckpt_path` (or, with `pretrained` and no ckpt_path, MindCV's
+    published weights), evaluate the val split on one process."""
     from incv4.trainer.checkpoint.given import require_checkpoint_file
     from incv4.trainer.recipe import RecipeError
 
-    if not ckpt_path:
+    if not ckpt_path and not recipe.pretrained:
         raise RecipeError("recipe key 'ckpt_path': validate needs a checkpoint (give --ckpt-path)")
-    require_checkpoint_file(ckpt_path)  # before MindSpore loads: a wrong path is one line, exit 2
-    import mindspore as ms
-
+    if ckpt_path:
+        require_checkpoint_file(ckpt_path)  # before MindSpore loads: a wrong path is one line, exit 2
     from incv4.trainer import cpu_backend
     from incv4.trainer.data import pipeline
     from incv4.trainer.data.transforms import with_normalizer
+    from incv4.trainer.model.amp import cast_network
     from incv4.trainer.model.inception_v4 import inception_v4
-    from incv4.trainer.training.world import choose_device
+    from incv4.trainer.training.world import choose_device, set_context, usable_amp_level
 
     device = choose_device(recipe.device_target, log)
     cpu_backend.prepare(device, log)  # before MindSpore runs a kernel
-    ms.set_context(mode=ms.GRAPH_MODE if recipe.mode == 0 else ms.PYNATIVE_MODE, device_target=device)
+    set_context(recipe, device, log)  # with jit_level, as MindCV's validate.py
     network = inception_v4(num_classes=recipe.num_classes, in_channels=recipe.in_channels,
                            drop_rate=recipe.drop_rate or 0.0, bn_momentum=recipe.bn_momentum,
                            bn_beta_init=recipe.bn_beta_init)
+    if ckpt_path:
+        _load_checkpoint(network, recipe, ckpt_path)
+    else:
+        _load_pretrained(network, recipe, log)
+    # MindCV's validate.py casts the evaluated network by val_amp_level (evaluation while training runs the trained
+    # network, cast by amp_level, as MindCV's does)
+    network = cast_network(network, usable_amp_level("val_amp_level", recipe.val_amp_level, device, log))
+    dataset = pipeline.create_eval_dataset(recipe, 0, 1, normalize=False)
+    return evaluate(with_normalizer(recipe, network), dataset, recipe.batch_size, rank_size=1)
+
+
+def _load_checkpoint(network, recipe, ckpt_path: str) -> None:
+    """The checkpoint's weights (its EMA weights with `ema`, as MindCV's validate.py) into `network`, all of them."""
+    import mindspore as ms
+
+    from incv4.trainer.recipe import RecipeError
+
     try:
         params = ms.load_checkpoint(ckpt_path, crc_check=True)
     except Exception as err:
         raise ValidateError(f"checkpoint '{ckpt_path}' does not load: {_first_line(err)}") from None
+    if recipe.ema:
+        from incv4.trainer.model.finetune import ema_weights
+
+        params = ema_weights(params, ckpt_path)
     mismatched = [n for n, p in network.parameters_and_names()
                   if n in params and tuple(params[n].shape) != tuple(p.shape)]
     if mismatched:
@@ -115,8 +137,15 @@ def run_validate(recipe, ckpt_path: str, log: Callable[[str], None] = print) -> 
     if missing:
         raise ValidateError(f"checkpoint '{ckpt_path}' lacks {len(missing)} network parameters "
                             f"(e.g. {missing[0]})")
-    dataset = pipeline.create_eval_dataset(recipe, 0, 1, normalize=False)
-    return evaluate(with_normalizer(recipe, network), dataset, recipe.batch_size, rank_size=1)
+
+
+def _load_pretrained(network, recipe, log: Callable[[str], None]) -> None:
+    from incv4.trainer.model.pretrained import PretrainedUnavailable, load_pretrained
+
+    try:
+        load_pretrained(network, recipe.num_classes, recipe.in_channels, log)
+    except PretrainedUnavailable as err:  # the server may answer next time: a failure, not a usage error
+        raise ValidateError(str(err)) from None
 
 
 class ValidateError(RuntimeError):

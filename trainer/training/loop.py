@@ -13,9 +13,11 @@ from typing import Callable, Optional
 
 from incv4.trainer import contract
 from incv4.trainer.checkpoint.policy import CheckpointPolicy
+from incv4.trainer.model.pretrained import PretrainedUnavailable
 from incv4.trainer.recipe import Recipe, RecipeError
 from incv4.trainer.training.console import log, log_error
 from incv4.trainer.training.divergence import DivergenceGuard
+from incv4.trainer.training.history import TrainingHistory
 from incv4.trainer.training.periodic_eval import PeriodicEvaluation
 from incv4.trainer.training.progress import ProgressReporter
 from incv4.trainer.training.run import Run, build_run
@@ -30,21 +32,35 @@ def train(recipe: Recipe, resume: bool = True, scale_lr: bool = False, metrics_p
     stop.install()
     rank, rank_size = world_from_env()
     try:
-        return run_epochs(build_run(recipe, rank, rank_size, resume, scale_lr, metrics_port), stop)
+        run = build_run(recipe, rank, rank_size, resume, scale_lr, metrics_port)
+        return run_epochs(run, stop, _history(run, resume))
     except RecipeError as err:
         log_error(f"error: {err}")
         return contract.USAGE
+    except PretrainedUnavailable as err:  # the download server may answer next time: retryable
+        log_error(f"error: {err}")
+        return contract.FAILURE
 
 
-def run_epochs(run: Run, stop: StopRequest) -> int:
+def run_epochs(run: Run, stop: StopRequest, history: Optional[TrainingHistory] = None) -> int:
     """Train `run` from its position to the end of its plan. Returns OK, DIVERGED or TERMINATED."""
-    import mindspore as ms
-
     recipe, position = run.recipe, run.position
     if position.global_step >= run.total_steps:
         run.say(f"nothing to do: the newest checkpoint is at step {position.global_step} of {run.total_steps}")
         return contract.OK
-    saving, evaluation, progress = _checkpoint_policy(run), _evaluation(run), _progress(run)
+    saving = _checkpoint_policy(run)
+    try:
+        return _train_epochs(run, stop, saving, _evaluation(run, history), _progress(run, history))
+    finally:
+        if saving.writer is not None:
+            saving.writer.wait()  # the save in flight is complete before the worker reports how it ended
+
+
+def _train_epochs(run: Run, stop: StopRequest, saving: CheckpointPolicy, evaluation: PeriodicEvaluation,
+                  progress: ProgressReporter) -> int:
+    import mindspore as ms
+
+    recipe, position = run.recipe, run.position
     guard = DivergenceGuard(recipe.max_nonfinite_steps, run.metric)
     update = ms.Tensor(True)
     run.say(f"training {recipe.name}: {recipe.epoch_size} epochs x {run.steps_per_epoch} steps, {run.rank_size} "
@@ -77,19 +93,24 @@ def run_epochs(run: Run, stop: StopRequest) -> int:
 
 def _checkpoint_policy(run: Run) -> CheckpointPolicy:
     """Rank 0 writes; it warns at the start when the disk cannot hold the checkpoints the run keeps."""
+    from incv4.trainer.checkpoint.policy import retention
     from incv4.trainer.checkpoint.store import CheckpointWriter
 
     writer = None
     if run.rank == 0:
-        writer = CheckpointWriter(run.recipe.ckpt_save_dir, run.recipe.keep_checkpoint_max, metrics=run.metric,
-                                  log=log)
+        recipe = run.recipe
+        # Asynchronous: training goes on while the file is written (store.py keeps the atomic-manifest guarantees).
+        writer = CheckpointWriter(recipe.ckpt_save_dir, recipe.keep_checkpoint_max, metrics=run.metric, log=log,
+                                  retain=retention(recipe.ckpt_save_policy, recipe.keep_checkpoint_max),
+                                  asynchronous=True)
         writer.warn_if_short_of_space(run.train_step)
+        writer.prepare(run.train_step)  # the copy's host memory now, so the first save stalls no longer than the rest
     return CheckpointPolicy(writer, run.recipe.ckpt_save_interval, run.recipe.epoch_size, run.say)
 
 
-def _evaluation(run: Run) -> PeriodicEvaluation:
+def _evaluation(run: Run, history: Optional[TrainingHistory] = None) -> PeriodicEvaluation:
     return PeriodicEvaluation(run.recipe, run.evaluate, _recalibration(run), run.sharing.before_first_call,
-                              run.metric, run.say)
+                              run.metric, run.say, history=history)
 
 
 def _recalibration(run: Run) -> Optional[Callable[[int], None]]:
@@ -105,5 +126,18 @@ def _recalibration(run: Run) -> Optional[Callable[[int], None]]:
         recalibrator, run.train_step, lambda round_: run.epoch_batches(10_000 + epochs_done * 100 + round_), passes)
 
 
-def _progress(run: Run) -> ProgressReporter:
-    return ProgressReporter(run.recipe, run.rank_size, run.steps_per_epoch, run.lr_schedule, run.metric, run.say)
+def _progress(run: Run, history: Optional[TrainingHistory] = None) -> ProgressReporter:
+    return ProgressReporter(run.recipe, run.rank_size, run.steps_per_epoch, run.lr_schedule, run.metric, run.say,
+                            history=history)
+
+
+def _history(run: Run, resume: bool) -> Optional[TrainingHistory]:
+    """Rank 0's history.jsonl in ckpt_save_dir, started with what `incv4 report` shows of the run."""
+    if run.rank != 0:
+        return None
+    history = TrainingHistory(run.recipe.ckpt_save_dir, run.steps_per_epoch, log)
+    history.start(run.position.global_step, resume, {
+        "recipe": dict(run.recipe), "recipe_name": run.recipe.name, "world_size": run.rank_size,
+        "global_batch": run.recipe.batch_size * run.rank_size, "steps_per_epoch": run.steps_per_epoch,
+        "total_steps": run.total_steps})
+    return history

@@ -15,7 +15,7 @@ from incv4.trainer.checkpoint.store import Position
 from incv4.trainer.data.check import check_run_data
 from incv4.trainer.recipe import Recipe
 from incv4.trainer.training.console import log, log_error, quiet
-from incv4.trainer.training.world import set_up_device
+from incv4.trainer.training.world import set_up_device, usable_amp_level
 
 
 @dataclass
@@ -55,13 +55,19 @@ class Run:
         return dataset.create_tuple_iterator(num_epochs=1)
 
     def evaluate(self, before_first_call: Optional[Callable] = None):
-        """Top-1/top-5 over the whole val split (each rank its shard, counts summed)."""
+        """Top-1/top-5 over the whole val split (each rank its shard, counts summed); with ema, of the EMA
+        weights."""
         from incv4.trainer.data import pipeline
         from incv4.trainer.training import evaluate
 
         dataset = pipeline.create_eval_dataset(self.recipe, self.rank, self.rank_size, normalize=False)
-        return evaluate.evaluate(self.network, dataset, self.recipe.batch_size, self.rank_size,
-                                 before_first_call=before_first_call)
+        restore = self.train_step.ema_weights_in() if self.recipe.ema else None  # MindCV evaluates the EMA weights
+        try:
+            return evaluate.evaluate(self.network, dataset, self.recipe.batch_size, self.rank_size,
+                                     before_first_call=before_first_call)
+        finally:
+            if restore is not None:
+                restore()
 
 
 def build_run(recipe: Recipe, rank: int, rank_size: int, resume: bool = True, scale_lr: bool = False,
@@ -79,7 +85,7 @@ def build_run(recipe: Recipe, rank: int, rank_size: int, resume: bool = True, sc
     device, rank, rank_size = set_up_device(recipe, rank, rank_size)
     say = log if rank == 0 else quiet
     sharing = CompileSharing.from_env(rank, device, log=log)  # one graph compile per node, not per worker
-    amp_level = _amp_level(recipe, device, say)
+    amp_level = usable_amp_level("amp_level", recipe.amp_level, device, say)
     _note_sink_mode(recipe, say)
     if rank_size == 1:  # under the launcher, the launcher logs the global batch and applies --scale-lr
         recipe = _scale_lr_alone(recipe, scale_lr, say)
@@ -92,14 +98,17 @@ def build_run(recipe: Recipe, rank: int, rank_size: int, resume: bool = True, sc
     run = Run(recipe, rank, rank_size, device, amp_level, network, train_step, lr_schedule, steps_per_epoch,
               train_folder, sharing, metric, Position(), say)
     run.position = starting_position(recipe.ckpt_save_dir, train_step, rank, resume, run.total_steps, say)
+    if recipe.resume_opt and run.position.global_step == 0:  # a run's own newest checkpoint wins over ckpt_path
+        run.position = _resume_optimizer(recipe, train_step.optimizer, steps_per_epoch, say)
     return run
 
 
-def _amp_level(recipe: Recipe, device: str, say: Callable[[str], None]) -> str:
-    if device == "CPU" and recipe.amp_level != "O0":
-        say(f"amp_level {recipe.amp_level}: the CPU has no float16 kernels for this network; using O0 (float32)")
-        return "O0"
-    return recipe.amp_level
+def _resume_optimizer(recipe: Recipe, optimizer, steps_per_epoch: int, say: Callable[[str], None]) -> Position:
+    """MindCV's resume_opt (train.py): with ckpt_path, the optimizer's moments and step come back too."""
+    from incv4.trainer.checkpoint.resume import optimizer_state_source, restore_optimizer_state
+
+    source = optimizer_state_source(recipe.ckpt_path, recipe.ckpt_save_dir, recipe.model)
+    return restore_optimizer_state(optimizer, source, steps_per_epoch, say)
 
 
 def _note_sink_mode(recipe: Recipe, say: Callable[[str], None]) -> None:
@@ -128,9 +137,8 @@ def _scale_lr_alone(recipe: Recipe, scale_lr: bool, say: Callable[[str], None]) 
 
 
 def _build_network(recipe: Recipe, amp_level: str):
-    import mindspore as ms
-
     from incv4.trainer.data.transforms import with_normalizer
+    from incv4.trainer.model.amp import cast_network
     from incv4.trainer.model.finetune import load_finetune_weights
     from incv4.trainer.model.inception_v4 import inception_v4
 
@@ -138,9 +146,12 @@ def _build_network(recipe: Recipe, amp_level: str):
                            drop_rate=recipe.drop_rate or 0.0, bn_momentum=recipe.bn_momentum,
                            bn_beta_init=recipe.bn_beta_init)
     if recipe.ckpt_path:
-        load_finetune_weights(network, recipe.ckpt_path, log)
-    if amp_level != "O0":
-        ms.amp.auto_mixed_precision(network, amp_level)
+        load_finetune_weights(network, recipe.ckpt_path, log, ema=recipe.ema)
+    elif recipe.pretrained:  # MindCV's published weights, downloaded once and verified (trainer/model/pretrained.py)
+        from incv4.trainer.model.pretrained import load_pretrained
+
+        load_pretrained(network, recipe.num_classes, recipe.in_channels, log)
+    network = cast_network(network, amp_level)  # as MindCV's trainer casts it (trainer/model/amp.py)
     # the pipelines hand over uint8 images (a quarter of the bytes, no float work on the host): normalise in-graph
     return with_normalizer(recipe, network)
 
@@ -153,11 +164,15 @@ def _build_train_step(recipe: Recipe, network, steps_per_epoch: int, rank_size: 
     loss_fn = optim.create_loss(recipe)
     lr_schedule = optim.create_lr_schedule(recipe, steps_per_epoch)
     optimizer = optim.create_optimizer(network, recipe, lr_schedule)
-    # As MindCV: the backward pass always scales by the recipe's loss_scale (harmless in float32); the optimizer
-    # divides by it when MindCV would hand it the fixed scale.
-    return lr_schedule, step.build_train_step(network, loss_fn, optimizer, recipe.loss_scale, rank_size,
+    # As MindCV: the backward pass always scales by the loss scale (harmless in float32); the optimizer divides by
+    # it when MindCV would hand it the fixed scale.
+    loss_scale, dynamic = optim.loss_scaling(recipe, amp_level)
+    extras = step.StepExtras(dynamic_loss_scale=dynamic, clip_value=recipe.clip_value if recipe.clip_grad else None,
+                             accumulation_steps=recipe.gradient_accumulation_steps,
+                             ema_decay=recipe.ema_decay if recipe.ema else None)
+    return lr_schedule, step.build_train_step(network, loss_fn, optimizer, loss_scale, rank_size,
                                               optim.optimizer_loss_scale(recipe),
-                                              check_gradients=amp_level != "O0")
+                                              check_gradients=amp_level != "O0", extras=extras)
 
 
 def _start_metrics(recipe: Recipe, rank: int, rank_size: int, metrics_port: int, steps_per_epoch: int):

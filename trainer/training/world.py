@@ -31,6 +31,42 @@ def choose_device(wanted: str, say: Callable[[str], None] = log) -> str:
     return wanted
 
 
+def set_context(recipe, device: str, say: Callable[[str], None]) -> None:
+    """MindSpore's context for the recipe's mode on `device`, with its jit_level where MindSpore applies it."""
+    import mindspore as ms
+
+    ms.set_context(mode=ms.GRAPH_MODE if recipe.mode == 0 else ms.PYNATIVE_MODE, device_target=device)
+    apply_jit_level(recipe.jit_level, recipe.mode, device, say)
+
+
+def apply_jit_level(level: str, mode: int, device: str, say: Callable[[str], None]) -> bool:
+    """MindCV's train.py and validate.py (mindspore-lab/mindcv 853084f, "use GE backend for ms2.3") set
+    jit_config={"jit_level": "O2"} in graph mode; incv4 takes the level from the recipe. It selects how Ascend runs
+    a compiled graph (O0/O1 kernel by kernel, O2 the whole graph sunk through GE): applied in graph mode on Ascend,
+    a logged no-op elsewhere. Returns whether it was applied."""
+    if mode != 0:
+        say(f"jit_level {level}: not applied in PyNative mode (MindSpore's jit_config is for graph mode)")
+        return False
+    if device != "Ascend":
+        say(f"jit_level {level}: not applied on {device} (it selects how Ascend runs a graph); "
+            f"{device} compiles the graph as MindSpore does by default")
+        return False
+    import mindspore as ms
+
+    ms.set_context(jit_config={"jit_level": level})
+    say(f"jit_level {level}: graph mode with jit_config jit_level {level}")
+    return True
+
+
+def usable_amp_level(key: str, level: str, device: str, say: Callable[[str], None]) -> str:
+    """The recipe's amp level (`amp_level`, `val_amp_level`) where the device has float16; O0 on the CPU, said in
+    one line."""
+    if device == "CPU" and level != "O0":
+        say(f"{key} {level}: the CPU has no float16 kernels for this network; using O0 (float32)")
+        return "O0"
+    return level
+
+
 def set_up_device(recipe, rank: int, rank_size: int) -> tuple[str, int, int]:
     """Choose the device, set MindSpore's context and join the other ranks. Returns (device, rank, world size) as
     the collectives see them."""
@@ -40,8 +76,9 @@ def set_up_device(recipe, rank: int, rank_size: int) -> tuple[str, int, int]:
     from incv4.trainer.launcher.environment import apply_worker_settings
 
     device = choose_device(recipe.device_target)
-    cpu_backend.prepare(device, log if rank == 0 else quiet)  # before any kernel
-    ms.set_context(mode=ms.GRAPH_MODE if recipe.mode == 0 else ms.PYNATIVE_MODE, device_target=device)
+    say = log if rank == 0 else quiet
+    cpu_backend.prepare(device, say)  # before any kernel
+    set_context(recipe, device, say)
     apply_worker_settings()  # under the launcher: the per-worker CPU thread count, so N workers share the cores
     if device == "Ascend" and "DEVICE_ID" in os.environ:
         ms.set_context(device_id=int(os.environ["DEVICE_ID"]))

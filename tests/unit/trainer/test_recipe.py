@@ -44,11 +44,17 @@ def test_shipped_recipes_validate():
     ("amp_level=O5", "recipe key 'amp_level': must be one of O0, O1, O2, O3; got 'O5'"),
     ("bn_beta_init=20", "recipe key 'bn_beta_init': must be in [-10, 10], got 20.0"),
     ("dataset_download=true", "recipe key 'dataset_download': is not supported: incv4 never downloads data"),
-    # MindCV train-step extras incv4's trainer does not implement: refused rather than silently ignored
-    ("ema=true", "recipe key 'ema': is not supported: incv4's trainer keeps no EMA weights"),
-    ("clip_grad=true", "recipe key 'clip_grad': is not supported: incv4's trainer does not clip gradients"),
-    ("gradient_accumulation_steps=4",
-     "recipe key 'gradient_accumulation_steps': must be 1, got 4: incv4's trainer does not accumulate gradients"),
+    # what MindCV's create_trainer refuses, and what incv4 does not implement: refused rather than silently ignored
+    ("loss_scale_type=dynamic", "recipe key 'loss_scale_type': dynamic always drops the update of an overflowing "
+                                "step (MindCV); set drop_overflow_update: true"),
+    ("loss_scale=0.5", "recipe key 'loss_scale': must be >= 1.0, got 0.5"),
+    ("gradient_accumulation_steps=0", "recipe key 'gradient_accumulation_steps': must be > 0, got 0"),
+    ("dynamic_loss_scale=true", "recipe key 'dynamic_loss_scale': is not a MindCV 0.3.0 key; use loss_scale_type: "
+                                "dynamic with drop_overflow_update: true"),
+    ("amp_cast_list=[nn.Conv2d]", "recipe key 'amp_cast_list': must be a string, got ['nn.Conv2d']"),
+    ("amp_cast_list='[nn.Conv2d]'", "recipe key 'amp_cast_list': is not supported: incv4 casts by amp_level only"),
+    ("drop_path_rate=0.1", "recipe key 'drop_path_rate': must be 0 or null, got 0.1: MindCV's InceptionV4 has no "
+                           "drop path (stochastic depth)"),
 ])
 def test_bad_values_are_one_line_naming_the_key(override, message):
     with pytest.raises(rc.RecipeError) as info:
@@ -109,3 +115,21 @@ def test_recipe_round_trips_through_yaml():
     recipe = rc.load(ASCEND)
     again = rc.validate(yaml.safe_load(recipe.to_yaml()))
     assert dict(again) == dict(recipe)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["loss_scale_type=auto", "ema=true"], "recipe key 'loss_scale_type': auto is not available with ema, clip_grad "
+     "or gradient_accumulation_steps > 1 (MindCV's train step takes fixed or dynamic)"),
+    (["ema=true", "bn_recalibrate_steps=2"], "recipe key 'bn_recalibrate_steps': re-estimates the trained weights' "
+     "statistics, but with ema the EMA weights are evaluated; use one of them"),
+])
+def test_train_step_combinations_mindcv_refuses(overrides, message):
+    with pytest.raises(rc.RecipeError) as info:
+        rc.load(ASCEND, overrides)
+    assert str(info.value) == message
+
+
+def test_train_step_extras_are_accepted():
+    recipe = rc.load(ASCEND, ["ema=true", "clip_grad=true", "gradient_accumulation_steps=4",
+                              "loss_scale_type=dynamic", "drop_overflow_update=true"])
+    assert (recipe.ema, recipe.clip_grad, recipe.gradient_accumulation_steps) == (True, True, 4)

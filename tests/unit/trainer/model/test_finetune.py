@@ -46,3 +46,23 @@ def test_a_checkpoint_of_another_network_is_a_recipe_error(tmp_path):
     ms.save_checkpoint(other, str(tmp_path / "other.ckpt"))
     with pytest.raises(RecipeError, match="ckpt_path.*has no parameter of this network"):
         load_finetune_weights(Tiny(), str(tmp_path / "other.ckpt"), lambda _line: None)
+
+
+def test_with_ema_the_checkpoints_ema_weights_are_loaded_as_mindcv_does(tmp_path):
+    """MindCV's create_model(checkpoint_path, ema=True) takes the `ema.<name>` weights; without them: one line."""
+    source = Tiny()
+    ema_values = {p.name: np.full(p.shape, 0.5, np.float32) for p in source.get_parameters()}
+    params = [{"name": p.name, "data": p.data} for p in source.get_parameters()]
+    params += [{"name": f"ema.{name}", "data": ms.Tensor(value)} for name, value in ema_values.items()]
+    path = str(tmp_path / "with_ema.ckpt")
+    ms.save_checkpoint(params, path)
+    target = Tiny()
+    load_finetune_weights(target, path, lambda _line: None, ema=True)
+    for param in target.get_parameters():
+        np.testing.assert_array_equal(param.asnumpy(), ema_values[param.name])
+    plain = str(tmp_path / "plain.ckpt")
+    ms.save_checkpoint(source, plain)
+    with pytest.raises(RecipeError) as info:
+        load_finetune_weights(Tiny(), plain, lambda _line: None, ema=True)
+    assert str(info.value) == (f"recipe key 'ema': checkpoint '{plain}' holds no EMA weights (ema.*); set ema: false "
+                               "to use its weights")

@@ -212,3 +212,19 @@ def test_mindcv_checkpoint_loads_by_name(tmp_path, net, mindcv_net):
 
 def test_module_exports():
     assert set(model_mod.__all__) >= {"inception_v4", "InceptionV4", "CLASSIFIER_PARAMS"}
+
+
+def test_drop_path_rate_is_refused_as_mindcv_refuses_it():
+    """MindCV's create_model hands a non-null drop_path_rate to InceptionV4, whose constructor takes none; the
+    recipe refuses a non-zero value in one line before any work (0 and null mean none)."""
+    factory = pytest.importorskip("mindcv.models", reason="mindcv==0.3.0 (the dev extra) is the oracle")
+    from incv4.trainer import recipe as rc
+
+    with pytest.raises(TypeError, match="drop_path_rate"):
+        factory.create_model("inception_v4", num_classes=10, drop_path_rate=0.1)
+    with pytest.raises(rc.RecipeError) as info:
+        rc.validate({"drop_path_rate": 0.1})
+    assert str(info.value) == ("recipe key 'drop_path_rate': must be 0 or null, got 0.1: MindCV's InceptionV4 has "
+                               "no drop path (stochastic depth)")
+    assert rc.validate({"drop_path_rate": 0}).drop_path_rate == 0.0
+    assert rc.validate({"drop_path_rate": None}).drop_path_rate is None

@@ -255,15 +255,15 @@ def test_same_step_as_mindcv_optimizer(pynative):
 @pytest.mark.parametrize("keys, expected", [
     (dict(loss_scale=1024.0), 1024.0),
     (dict(loss_scale=1024.0, drop_overflow_update=True), 1.0),
-    (dict(loss_scale=1024.0, loss_scale_type="dynamic"), 1.0),
+    (dict(loss_scale=1024.0, loss_scale_type="dynamic", drop_overflow_update=True), 1.0),
     (dict(loss_scale=1024.0, dynamic_loss_scale=True), 1.0),
-    # MindCV's rule for its train-step extras (incv4's recipe refuses them, test_recipe.py; the rule stays MindCV's)
+    # MindCV's rule for its train-step extras
     (dict(loss_scale=1024.0, ema=True), 1.0),
     (dict(loss_scale=1024.0, clip_grad=True), 1.0),
     (dict(loss_scale=1024.0, gradient_accumulation_steps=2), 1.0),
 ])
 def test_optimizer_loss_scale_follows_mindcv(keys, expected):
-    validated = {k: v for k, v in keys.items() if k not in ("ema", "clip_grad", "gradient_accumulation_steps")}
+    validated = {k: v for k, v in keys.items() if k != "dynamic_loss_scale"}  # an early MindCV key, refused
     assert optim.optimizer_loss_scale({**_recipe(**validated), **keys}) == expected
 
 
@@ -327,3 +327,26 @@ def test_loss_equals_mindcv(pynative, logits_labels):
 def test_unsupported_loss_names_the_key():
     with pytest.raises(RecipeError, match=r"^recipe key 'loss': 'BCE'"):
         optim.create_loss(_recipe(loss="BCE"))
+
+
+@pytest.mark.parametrize("keys, amp_level, expected", [
+    (dict(loss_scale=1024.0), "O2", (1024.0, False)),
+    (dict(loss_scale=1024.0, loss_scale_type="dynamic", drop_overflow_update=True), "O0", (1024.0, True)),
+    (dict(loss_scale=1024.0, loss_scale_type="auto"), "O0", (1.0, False)),
+    (dict(loss_scale=1024.0, loss_scale_type="auto"), "O3", (1.0, False)),
+])
+def test_loss_scaling_follows_mindcvs_create_trainer(keys, amp_level, expected):
+    assert optim.loss_scaling(_recipe(**keys), amp_level) == expected
+
+
+def test_auto_loss_scale_is_what_mindspore_model_picks_for_each_amp_level():
+    """MindCV hands mindspore.Model no loss-scale manager for `auto`; Model's build_train_network then takes the amp
+    level's own: a DynamicLossScaleManager() for O2, none for the others."""
+    from mindspore.train import amp
+
+    auto = _recipe(loss_scale=1024.0, loss_scale_type="auto")
+    for level in ("O0", "O1", "O2", "O3"):
+        manager = amp._config_level[level]["loss_scale_manager"]
+        expected = (manager.get_loss_scale(), True) if manager is not None else (1.0, False)
+        assert optim.loss_scaling(auto, level) == expected
+    assert optim.loss_scaling(auto, "O2") == (2.0 ** 24, True)

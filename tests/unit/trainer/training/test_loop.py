@@ -36,12 +36,19 @@ class Metric:
 
 
 class Writer:
+    """The asynchronous CheckpointWriter's interface: save() starts a save, wait() ends the one in flight."""
+
     def __init__(self):
         self.saved = []
+        self.in_flight = 0
 
     def save(self, save_obj, position, extra=None):
         self.saved.append((position.epoch, position.global_step, position.step_in_epoch, extra))
+        self.in_flight = 1
         return f"/ckpt/{position.global_step}"
+
+    def wait(self):
+        self.in_flight = 0
 
 
 class FakeStep:
@@ -61,7 +68,7 @@ class FakeStep:
         return Value(np.float32(loss)), Value(not math.isnan(loss)), Value(np.float32(flag))
 
 
-def _run(monkeypatch, rank_size=1, position=None, val_while_train=True, **step_kwargs):
+def _run(monkeypatch, rank_size=1, position=None, val_while_train=True, history=None, **step_kwargs):
     recipe = SimpleNamespace(name="fake", epoch_size=EPOCHS, max_nonfinite_steps=2, mode=0, batch_size=4,
                              log_interval=1, val_while_train=val_while_train, val_interval=1,
                              bn_recalibrate_steps=0, ckpt_save_interval=1)
@@ -82,7 +89,7 @@ def _run(monkeypatch, rank_size=1, position=None, val_while_train=True, **step_k
     writer = Writer()
     monkeypatch.setattr(loop, "_checkpoint_policy",
                         lambda run: CheckpointPolicy(writer, 1, EPOCHS, run.say))
-    code = loop.run_epochs(run, stop)
+    code = loop.run_epochs(run, stop, history)
     return SimpleNamespace(code=code, run=run, lines=lines, writer=writer, batches=batches_asked,
                            sharing=sharing_calls)
 
@@ -96,6 +103,7 @@ def test_a_full_run_trains_the_plan_evaluates_and_saves_each_epoch(monkeypatch):
     assert all(update for _, update in result.run.train_step.calls)
     accuracy = {"top1": 0.75, "top5": 1.0, "samples": 8}
     assert result.writer.saved == [(1, 3, 0, accuracy), (2, 6, 0, accuracy)]
+    assert result.writer.in_flight == 0  # the last save is complete before the run returns
     assert len(result.sharing) == 1 and result.sharing[0][1] == "e0b0"  # compile sharing before the first step
     assert result.lines[0] == "training fake: 2 epochs x 3 steps, 1 worker(s), device CPU, mode graph, amp O0"
     assert result.lines[-1] == "training finished: 6 steps, top-1 75.00% top-5 100.00%"
@@ -132,6 +140,7 @@ def test_sigterm_alone_saves_after_the_current_step_and_exits_143(monkeypatch):
     result = _run(monkeypatch, sigterm_at=2)
     assert result.code == contract.TERMINATED
     assert result.writer.saved == [(0, 2, 2, None)]
+    assert result.writer.in_flight == 0  # the stop's save is complete before the worker exits 143
     assert result.lines[-1] == "stopped by SIGTERM at step 2/6"
 
 
@@ -140,3 +149,15 @@ def test_sigterm_with_several_ranks_stops_on_the_next_steps_all_reduced_flag(mon
     assert result.code == contract.TERMINATED
     assert result.writer.saved == [(0, 3, 3, None)]
     assert result.lines[-1] == "stopped by SIGTERM at step 3/6"
+
+
+def test_the_history_gets_every_progress_line_and_evaluation_of_the_run(monkeypatch, tmp_path):
+    from incv4.trainer.training.history import HISTORY_FILE, TrainingHistory, read_lines
+
+    history = TrainingHistory(str(tmp_path), STEPS, say=print)
+    result = _run(monkeypatch, history=history)
+    assert result.code == contract.OK
+    records = read_lines(str(tmp_path / HISTORY_FILE))
+    assert [(r["kind"], r["step"]) for r in records] == [
+        ("train", 2), ("train", 3), ("eval", 3), ("train", 4), ("train", 5), ("train", 6), ("eval", 6)]
+    assert [r["loss"] for r in records if r["kind"] == "train"] == pytest.approx([1 / 2, 1 / 3, 1 / 4, 1 / 5, 1 / 6])

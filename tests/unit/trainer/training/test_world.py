@@ -34,4 +34,41 @@ def test_a_lone_process_sets_up_the_cpu_without_collectives():
 
     from incv4.trainer.training.world import set_up_device
 
-    assert set_up_device(SimpleNamespace(device_target="CPU", mode=0), 0, 1) == ("CPU", 0, 1)
+    assert set_up_device(SimpleNamespace(device_target="CPU", mode=0, jit_level="O2"), 0, 1) == ("CPU", 0, 1)
+
+
+def test_amp_levels_are_a_logged_no_op_on_the_cpu_only():
+    from incv4.trainer.training.world import usable_amp_level
+
+    lines = []
+    assert usable_amp_level("val_amp_level", "O2", "Ascend", lines.append) == "O2" and lines == []
+    assert usable_amp_level("val_amp_level", "O0", "CPU", lines.append) == "O0" and lines == []
+    assert usable_amp_level("val_amp_level", "O3", "CPU", lines.append) == "O0"
+    assert lines == ["val_amp_level O3: the CPU has no float16 kernels for this network; using O0 (float32)"]
+
+
+def test_jit_level_defaults_to_mindcvs_o2_and_is_checked():
+    from incv4.trainer import recipe as rc
+
+    assert rc.validate({}).jit_level == "O2"  # MindCV's train.py for MindSpore 2.3 (853084f)
+    with pytest.raises(rc.RecipeError, match=r"^recipe key 'jit_level': must be one of O0, O1, O2; got 'O3'$"):
+        rc.validate({"jit_level": "O3"})
+
+
+def test_jit_level_is_applied_in_graph_mode_on_ascend_only(monkeypatch):
+    ms = pytest.importorskip("mindspore")
+    from incv4.trainer.training.world import apply_jit_level
+
+    calls, lines = [], []
+    # recorded, not set: the CPU build would take it, and it would stay set for the rest of this test process
+    monkeypatch.setattr(ms, "set_context", lambda **kwargs: calls.append(kwargs))
+    assert apply_jit_level("O0", 0, "Ascend", lines.append) is True
+    assert calls == [{"jit_config": {"jit_level": "O0"}}]
+    assert lines == ["jit_level O0: graph mode with jit_config jit_level O0"]
+    lines.clear()
+    assert apply_jit_level("O2", 1, "Ascend", lines.append) is False
+    assert apply_jit_level("O2", 0, "CPU", lines.append) is False
+    assert len(calls) == 1  # the no-ops set nothing
+    assert lines == ["jit_level O2: not applied in PyNative mode (MindSpore's jit_config is for graph mode)",
+                     "jit_level O2: not applied on CPU (it selects how Ascend runs a graph); CPU compiles the graph "
+                     "as MindSpore does by default"]
