@@ -72,7 +72,9 @@ class TrainStep(nn.Cell):
         self.parallel = rank_size > 1
         self.check_gradients = check_gradients or extras.dynamic_loss_scale
         if self.parallel:
-            # the mean across ranks, as DistributedGradReducer(mean=True), in fused buckets
+            # the mean across ranks, as DistributedGradReducer(mean=True), in fused buckets. The only one: under
+            # DATA_PARALLEL MindSpore adds none to a custom cell, graph mode too (2.10's TrainOneStepCell builds
+            # its reducer in Python, mindspore/nn/wrap/cell_wrapper.py); test_step_extras_parallel.py checks it
             self.reducer = bucketed_grad_reducer(self.weights, rank_size, grad_bucket_bytes)
             self.all_reduce = ops.AllReduce()
         self._set_up_loss_scale(loss_scale, optimizer_loss_scale, extras.dynamic_loss_scale)
