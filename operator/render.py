@@ -93,6 +93,8 @@ def launch_command(spec: JobSpec) -> list:
     if spec.npus != contract.DEFAULT_LOCAL_WORKERS:
         # One worker process per NPU; the launcher's default is a full node's.
         cmd += ["--local-workers", str(spec.npus)]
+    if spec.max_restarts:
+        cmd += ["--max-restarts", str(spec.max_restarts)]
     return cmd
 
 

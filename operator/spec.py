@@ -207,6 +207,10 @@ class JobSpec:
     queue: str = field(default="default", metadata=_flag("--queue", help="Volcano queue."))
     priority_class: Optional[str] = field(default=None, metadata=_flag("--priority-class", help="priorityClassName."))
     max_retry: int = field(default=3, metadata=_flag("--max-retry", type=int, help="Job restarts before it fails."))
+    # `incv4 launch --max-restarts` in the pod: torchrun-style restarts of one node's workers, before the pod fails.
+    max_restarts: int = field(default=0, metadata=_flag(
+        "--max-restarts", type=int, help="One node only: restarts of the pod's workers after a retryable failure "
+                                         "before the pod fails (incv4 launch --max-restarts)."))
     ttl_seconds: Optional[int] = field(default=None, metadata=_flag("--ttl", type=int, help="ttlSecondsAfterFinished."))
     node_selector: Mapping[str, str] = field(default_factory=dict, metadata=_flag(
         "--node-selector", multiple=True, metavar="K=V", parse=lambda items: parse_pairs("node_selector", items),
@@ -309,7 +313,7 @@ def check(spec: JobSpec) -> None:
         raise SpecError(f"dataset_host_path {spec.dataset_host_path!r}: must be an absolute path")
     if not isinstance(spec.queue, str) or not _DNS_1123_SUBDOMAIN.match(spec.queue):
         raise SpecError(f"queue {spec.queue!r}: must be a DNS-1123 subdomain (lower-case letters, digits, '-', '.')")
-    _check_int("max_retry", spec.max_retry, low=0, high=INT32_MAX)
+    _check_restarts(spec)
     if spec.ttl_seconds is not None:
         _check_int("ttl_seconds", spec.ttl_seconds, low=0, high=INT32_MAX)
     _check_int("metrics_port", spec.metrics_port, low=1, high=65535)
@@ -336,6 +340,16 @@ def check(spec: JobSpec) -> None:
             raise SpecError(f"env {key}: value must be a string, got {value!r}")
         if key in RESERVED_ENV:
             raise SpecError(f"env {key}: {RESERVED_ENV[key]}, cannot be overridden")
+
+
+def _check_restarts(spec: JobSpec) -> None:
+    """Volcano's restarts of the whole job, and the in-pod restarts of one node's workers (one node only)."""
+    _check_int("max_retry", spec.max_retry, low=0, high=INT32_MAX)
+    _check_int("max_restarts", spec.max_restarts, low=0, high=INT32_MAX)
+    if spec.max_restarts and spec.nodes > 1:
+        raise SpecError(f"max_restarts {spec.max_restarts}: restarts the workers of one node only, and this job has "
+                        f"{spec.nodes} nodes (their peers would have to restart too: that is --max-retry, Volcano's "
+                        f"RestartJob)")
 
 
 def _check_npu_placement(spec: JobSpec) -> None:

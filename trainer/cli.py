@@ -73,9 +73,11 @@ def _check_metrics_port(port: int) -> None:
 
 
 def run_training(config, overrides, data_dir, workers, ckpt_path=None, no_resume=False, scale_lr=False,
-                 metrics_port=contract.METRICS_PORT, compile_cache=True) -> int:
+                 metrics_port=contract.METRICS_PORT, compile_cache=True, max_restarts=0) -> int:
     """Validate the recipe, the data and the metrics port, then train with 1 worker in this process or N workers
     via the launcher. Returns the exit code."""
+    if max_restarts and workers == 1:  # one worker trains in this process: there is no launcher to restart it
+        raise RecipeError(f"--max-restarts {max_restarts} restarts the launcher's workers; give --workers 2 or more")
     recipe = _load_recipe(config, overrides, data_dir=data_dir, ckpt_path=ckpt_path)
     _check_checkpoint(recipe, required=False)
     from incv4.trainer.data.check import check_run_data
@@ -90,7 +92,8 @@ def run_training(config, overrides, data_dir, workers, ckpt_path=None, no_resume
     from incv4.trainer.launcher import plan
 
     return plan.run_local(config, overrides, data_dir, workers, metrics_port, scale_lr,
-                          *_worker_flags(ckpt_path, no_resume), compile_cache=compile_cache)
+                          *_worker_flags(ckpt_path, no_resume), compile_cache=compile_cache,
+                          max_restarts=max_restarts)
 
 
 def _train_here(recipe, no_resume, scale_lr, metrics_port) -> int:
@@ -153,16 +156,17 @@ def register(group: click.Group) -> None:
 @options.scale_lr
 @options.metrics_port
 @options.compile_cache
+@options.max_restarts
 @click.pass_context
 def train_command(ctx, config, data_dir, overrides, workers, distribute, ckpt_path, no_resume, scale_lr,
-                  metrics_port, compile_cache):
+                  metrics_port, compile_cache, max_restarts):
     """Train (or resume) InceptionV4 with a recipe, as MindCV's train.py."""
     if distribute is False:
         if ctx.get_parameter_source("workers") is not ParameterSource.DEFAULT and workers != 1:
             raise RecipeError(f"--distribute False means one worker, but --workers {workers} was given")
         workers = 1
     sys.exit(run_training(config, overrides, data_dir, workers, ckpt_path, no_resume, scale_lr,
-                          metrics_port, compile_cache))
+                          metrics_port, compile_cache, max_restarts))
 
 
 @click.command("validate")

@@ -52,5 +52,9 @@ compile_cache = SharedOption("--compile-cache/--no-compile-cache", default=True,
                                   "and loaded by the others, and restarts skip compiling.")
 cluster_timeout = SharedOption("--cluster-timeout", type=click.IntRange(min=1), default=CLUSTER_TIMEOUT,
                                show_default=True, help="Seconds for every peer to join before failing with exit 3.")
+max_restarts = SharedOption("--max-restarts", type=click.IntRange(min=0), default=0, show_default=True,
+                            help="One node only: restart the node's workers (all of them, from the newest "
+                                 "checkpoint) up to N times after a retryable failure, as torchrun's "
+                                 "--max-restarts (exit 1, a kill, exit 3; never exit 2, 4 or a stop request).")
 grace_period = SharedOption("--grace-period", type=click.FloatRange(min=0), default=contract.LAUNCH_GRACE_PERIOD,
                             show_default=True, help="Seconds between SIGTERM and SIGKILL when stopping workers.")

@@ -13,34 +13,13 @@ import time
 import pytest
 
 from incv4.trainer.checkpoint import store
-from incv4.trainer.launcher.plan import WORKER_MODULE
+from trainer_processes import worker_pids
 
 pytestmark = pytest.mark.e2e
 
 EPOCHS = 2
 STEPS_PER_EPOCH = 5  # 10 classes x 4 images / (2 workers x batch 4)
 TIMEOUT = 900
-
-
-def _worker_pids(marker: str) -> dict:
-    """{rank: pid} of live trainer processes whose command line mentions `marker` (this test's ckpt dir)."""
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                cmdline = fh.read().decode(errors="replace")
-            with open(f"/proc/{entry}/environ", "rb") as fh:
-                env = dict(item.split("=", 1) for item in fh.read().decode(errors="replace").split("\0")
-                           if "=" in item)
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                state = fh.read().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if WORKER_MODULE in cmdline and marker in cmdline and state != b"Z" and "RANK_ID" in env:
-            found[int(env["RANK_ID"])] = int(entry)
-    return found
 
 
 def _run(args, lines, until=None):
@@ -75,7 +54,7 @@ def test_sigkill_of_a_worker_then_relaunch_resumes_and_finishes_the_plan(tmp_pat
     first_lines, second_lines = [], []
     first = _run(args, first_lines, until=r"epoch 2/2 step 2/5 ")
     try:
-        pids = _worker_pids(str(ckpt))
+        pids = worker_pids(str(ckpt))
         assert set(pids) == {0, 1}, (pids, first_lines[-10:])
         os.kill(pids[1], signal.SIGKILL)
         first.wait(timeout=60)
@@ -84,7 +63,7 @@ def test_sigkill_of_a_worker_then_relaunch_resumes_and_finishes_the_plan(tmp_pat
         if first.poll() is None:
             first.kill()
             first.wait()
-        for pid in _worker_pids(str(ckpt)).values():
+        for pid in worker_pids(str(ckpt)).values():
             os.kill(pid, signal.SIGKILL)
     assert first.returncode not in (0, None), stderr[-2000:]
     assert "rank 1" in stderr
@@ -103,4 +82,4 @@ def test_sigkill_of_a_worker_then_relaunch_resumes_and_finishes_the_plan(tmp_pat
     final = store.load_newest(str(ckpt))
     assert final.position == store.Position(epoch=EPOCHS, global_step=EPOCHS * STEPS_PER_EPOCH)
     assert "classifier.weight" in final.params and "moments.classifier.weight" in final.params
-    assert _worker_pids(str(ckpt)) == {}
+    assert worker_pids(str(ckpt)) == {}

@@ -14,6 +14,8 @@ Exit codes (trainer/contract.py), so Volcano policies can tell "retry" from "per
   143  TERMINATED (retryable): the launcher got SIGTERM/SIGINT, forwarded SIGTERM to every worker, and every worker
        stopped (after saving a checkpoint) within --grace-period. If one did not, the launcher exits 1.
 A worker that fails first with 143 (stopped by someone else's SIGTERM) makes the launcher exit 143 too.
+With --max-restarts N (one node only; exit 2 with several) an outcome 1 or 3 first restarts the node's workers up to
+N times (supervisor.py); the code above is the last attempt's.
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ from incv4.trainer.contract import DEFAULT_LOCAL_WORKERS
 @click.option("--log-dir", help="Per-rank log files [<ckpt_save_dir>/logs].")
 @options.cluster_timeout
 @options.grace_period
+@options.max_restarts
 @options.metrics_port
 @options.scale_lr
 @click.option("--threads-per-worker", type=click.IntRange(min=0), default=0,
@@ -48,20 +51,24 @@ from incv4.trainer.contract import DEFAULT_LOCAL_WORKERS
 @click.option("--worker-script", hidden=True, help="Run this Python file instead of the trainer (tests, benchmarks).")
 @click.argument("train_args", nargs=-1, type=click.UNPROCESSED)
 def launch_command(config, data_dir, overrides, nodes, node_rank, master_addr, master_port, local_workers, log_dir,
-                   cluster_timeout, grace_period, metrics_port, scale_lr, threads_per_worker, compile_cache,
-                   worker_script, train_args):
+                   cluster_timeout, grace_period, max_restarts, metrics_port, scale_lr, threads_per_worker,
+                   compile_cache, worker_script, train_args):
     """Start this pod's share of a data-parallel training job (the scheduler on node 0, the local workers
     everywhere) from Volcano's environment, and supervise it. Arguments after `--` go to every worker."""
     from incv4.trainer.launcher import plan
-    from incv4.trainer.launcher.supervisor import run_node
+    from incv4.trainer.launcher.supervisor import restarts_refusal, run_node
     from incv4.trainer.launcher.topology import TopologyError, from_environment
     from incv4.trainer.metrics.exporter import POD_ADDR
     from incv4.trainer.recipe import RecipeError
 
+    place = dict(nodes=nodes, node_rank=node_rank, master_addr=master_addr, master_port=master_port,
+                 local_workers=local_workers)
     try:
-        topology = from_environment(nodes=nodes, node_rank=node_rank, master_addr=master_addr,
-                                    master_port=master_port, local_workers=local_workers,
-                                    resolve_timeout=cluster_timeout)  # pod 0 may be late: wait as long as for peers
+        # Refused before the scheduler's name is resolved (that may wait --cluster-timeout): names are not resolved.
+        node_count = from_environment(**place, resolver=str).nodes if max_restarts else 1
+        if node_count > 1:
+            raise TopologyError(restarts_refusal(node_count))
+        topology = from_environment(**place, resolve_timeout=cluster_timeout)  # pod 0 may be late: wait for it
         # The recipe and the data are checked here, before the scheduler or any worker starts.
         args, recipe = plan.plan_worker_args(config, overrides, data_dir, topology.world_size, scale_lr, train_args,
                                              check_images=True)
@@ -73,7 +80,8 @@ def launch_command(config, data_dir, overrides, nodes, node_rank, master_addr, m
         code = run_node(topology, plan.worker_command(args, worker_script),
                         log_dir or os.path.join(recipe.ckpt_save_dir, "logs"), cluster_timeout=cluster_timeout,
                         grace_period=grace_period, metrics_port=metrics_port, threads_per_worker=threads_per_worker,
-                        compile_cache=cache, metrics_addr=POD_ADDR)  # Prometheus scrapes the pod's IP
+                        compile_cache=cache, metrics_addr=POD_ADDR,  # Prometheus scrapes the pod's IP
+                        max_restarts=max_restarts)
     sys.exit(code)
 
 

@@ -125,7 +125,7 @@ def run_local(config: Optional[str], overrides: Iterable[str] = (), data_dir: Op
               workers: int = DEFAULT_LOCAL_WORKERS, metrics_port: int = contract.METRICS_PORT, scale_lr: bool = False,
               *extra_args: str, log_dir: Optional[str] = None, cluster_timeout: int = CLUSTER_TIMEOUT,
               grace_period: float = contract.LAUNCH_GRACE_PERIOD, threads_per_worker: int = 0,
-              worker_script: Optional[str] = None, compile_cache: bool = True) -> int:
+              worker_script: Optional[str] = None, compile_cache: bool = True, max_restarts: int = 0) -> int:
     """`incv4 train --workers N`: the launcher on one node (127.0.0.1, a free port). Raises RecipeError (one line)
     for a bad recipe or data dir before anything starts; otherwise returns the launcher's exit code."""
     from incv4.trainer.launcher.supervisor import run_node
@@ -137,4 +137,4 @@ def run_local(config: Optional[str], overrides: Iterable[str] = (), data_dir: Op
         return run_node(topology, worker_command(args, worker_script),
                         log_dir or os.path.join(recipe.ckpt_save_dir, "logs"), cluster_timeout=cluster_timeout,
                         grace_period=grace_period, metrics_port=metrics_port, threads_per_worker=threads_per_worker,
-                        compile_cache=cache, metrics_addr=LOCAL_ADDR)
+                        compile_cache=cache, metrics_addr=LOCAL_ADDR, max_restarts=max_restarts)

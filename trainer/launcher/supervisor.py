@@ -8,6 +8,11 @@ A process that dies from a crash signal (SIGFPE, SIGSEGV, ...) may have died ins
 an image the data check could not fault: each worker gets a data trail (trainer/data/pipeline.py), and
 `data_crash_line` replays it to name the image. That is a data error, permanent: exit USAGE, never a retry.
 `run_guarded` gives `incv4 train --workers 1` and `incv4 validate`, which work in their own process, the same.
+
+In-pod restarts (`--max-restarts N`, one node only) follow torchrun's agent (pytorch/pytorch,
+torch/distributed/elastic/agent/server/api.py, `SimpleElasticAgent._invoke_run`): when the worker group fails and
+restarts remain, the whole local group is stopped and started again, never one worker alone. Unlike torchrun, only a
+retryable outcome (`RESTARTABLE`) is restarted: a permanent code (2, 4), a data crash or a stop request is final.
 """
 from __future__ import annotations
 
@@ -43,6 +48,8 @@ _POLL_SECONDS = 0.2
 _SCHEDULER_EXIT_WAIT = 30.0  # after the workers finished, the scheduler unregisters them and exits by itself
 # Signals a native decoder dies from on a malformed image (SIGKILL is the OOM killer's or ours: not a decoder).
 CRASH_SIGNALS = (signal.SIGFPE, signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGABRT)
+# Outcomes a fresh start of the local group can cure (a crash, a kill that is not a data crash, peers that never came).
+RESTARTABLE = (contract.FAILURE, contract.PEER_TIMEOUT)
 
 # The scheduler only runs MindSpore's meta server: no need to import the trainer or touch a device.
 SCHEDULER_CODE = ("import mindspore as ms\n"
@@ -120,9 +127,12 @@ class Launcher:
 
     def __init__(self, topology: Topology, worker_command: Sequence[str], log_dir: str, *,
                  cluster_timeout: int, grace_period: float,
-                 threads_per_worker: int = 0, compile_cache: Optional[str] = None,
+                 threads_per_worker: int = 0, compile_cache: Optional[str] = None, max_restarts: int = 0,
                  out: IO[str] = None, err: IO[str] = None):
+        if max_restarts and topology.nodes > 1:
+            raise ValueError(restarts_refusal(topology.nodes))
         self.topology = topology
+        self.max_restarts = max_restarts
         self.compile_cache = compile_cache
         self.worker_command = list(worker_command)
         self.log_dir = os.path.abspath(log_dir)
@@ -134,6 +144,9 @@ class Launcher:
         self.workers: List[_Process] = []
         self.scheduler: Optional[_Process] = None
         self._stop_signal: Optional[int] = None
+        self._restarts = 0  # restarts of the local group done so far
+        self._failure_cause = ""  # why the current attempt stopped: "rank 1 exited 1"
+        self._outcome: Optional[int] = None  # what the current attempt was stopped with (None: it finished)
 
     # -- messages ---------------------------------------------------------------------------------------------
     def say(self, text: str) -> None:
@@ -146,10 +159,15 @@ class Launcher:
     # -- starting ---------------------------------------------------------------------------------------------
     def _spawn(self, name: str, rank: Optional[int], argv: List[str], env: dict, log_name: str) -> _Process:
         log_path = os.path.join(self.log_dir, log_name)
-        with open(log_path, "w", encoding="utf-8") as log:
+        # A restart appends: the failed attempt's log stays readable above the marker line.
+        with open(log_path, "a" if self._restarts else "w", encoding="utf-8") as log:
+            if self._restarts:
+                log.write(f"[launch] restart {self._restarts} of {self.max_restarts}: {self._failure_cause}\n")
+                log.flush()
+            offset = log.tell()
             popen = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True, preexec_fn=_die_with_parent)
-        return _Process(name=name, rank=rank, popen=popen, log_path=log_path)
+        return _Process(name=name, rank=rank, popen=popen, log_path=log_path, _offset=offset)
 
     def start(self) -> None:
         os.makedirs(self.log_dir, exist_ok=True)
@@ -180,12 +198,34 @@ class Launcher:
         """Start everything and supervise until the end; returns the launcher's exit code."""
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            self.start()
-            return self._supervise(metrics)
+            while True:
+                self.start()
+                code = self._supervise(metrics)
+                if not self._may_restart(code):
+                    return code
+                self._restart_group(metrics)
         finally:
             self._kill_everything()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def _may_restart(self, code: int) -> bool:
+        """torchrun's rule (restarts remain -> restart the group), for retryable outcomes only, never while the
+        launcher itself is being stopped nor after a worker's 143 (an unclean stop after it is still exit 1)."""
+        return (code in RESTARTABLE and self._outcome in RESTARTABLE and self._restarts < self.max_restarts
+                and self._stop_signal is None and self.topology.nodes == 1)
+
+    def _restart_group(self, metrics) -> None:
+        """Stop what is left of this attempt (the scheduler too: the next attempt forms a fresh MindSpore cluster),
+        count the restart for every local rank, and forget the attempt's processes."""
+        self._restarts += 1
+        self.say(f"restarting the local workers ({self._restarts} of {self.max_restarts}): {self._failure_cause}")
+        self._kill_everything()
+        if metrics is not None:
+            for worker in self.workers:
+                metrics.worker_restarted(worker.rank)
+        self.workers = []
+        self.scheduler = None  # `_failure_cause` stays: the next attempt's logs start with it
 
     def _supervise(self, metrics) -> int:
         echoed = self.workers[0]
@@ -210,6 +250,7 @@ class Launcher:
             time.sleep(_POLL_SECONDS)
         for line in echoed.read_new_lines():
             self.echo(echoed, line)
+        self._outcome = outcome
         return self._final_code(outcome)
 
     def _everyone(self) -> List[_Process]:
@@ -289,6 +330,7 @@ class Launcher:
 
     def _stop_after_failure(self, failed: _Process) -> int:
         code = failed.exit_code
+        self._failure_cause = f"{failed.name} exited {_describe_code(code)}"
         self.say(f"{failed.name} failed with exit {_describe_code(code)}; stopping every other process "
                  f"(log: {failed.log_path})")
         for line in failed.last_lines():
@@ -313,6 +355,7 @@ class Launcher:
                  f"scheduler was unreachable")
 
     def _stop_after_timeout(self) -> int:
+        self._failure_cause = f"the cluster did not form within --cluster-timeout {self.cluster_timeout}s"
         self._say_peer_timeout()
         self._terminate_all()
         return contract.PEER_TIMEOUT
@@ -339,6 +382,13 @@ class Launcher:
                 proc.popen.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
+
+
+def restarts_refusal(nodes: int) -> str:
+    """Why --max-restarts is refused for a job of several nodes (one line)."""
+    return (f"--max-restarts restarts the workers of one node only, and this job has {nodes} nodes: their peers "
+            f"in the other pods would have to restart too (that is Volcano's RestartJob policy); give "
+            f"--max-restarts 0")
 
 
 def _remove_quietly(path: str) -> None:
@@ -376,12 +426,15 @@ def _describe_code(code: Optional[int]) -> str:
 
 def run_node(topology: Topology, worker_command: Sequence[str], log_dir: str, *, cluster_timeout: int,
              grace_period: float, metrics_port: int, threads_per_worker: int = 0,
-             compile_cache: Optional[str] = None, metrics_addr: str = metrics_lib.LOCAL_ADDR) -> int:
+             compile_cache: Optional[str] = None, metrics_addr: str = metrics_lib.LOCAL_ADDR,
+             max_restarts: int = 0) -> int:
     """Run one node's share of the job (scheduler on node 0, local workers everywhere) while serving the local
-    ranks' /metrics on `metrics_addr`:`metrics_port` (0 = off); returns the exit code. A port that cannot be
-    served is a usage error: one line, exit 2, nothing started."""
+    ranks' /metrics on `metrics_addr`:`metrics_port` (0 = off), restarting the local group up to `max_restarts`
+    times; returns the exit code. The one /metrics endpoint outlives every restart. A port that cannot be served is
+    a usage error: one line, exit 2, nothing started."""
     metrics_dir = tempfile.mkdtemp(prefix="incv4-metrics-")
     server = None
+    previous_dir = os.environ.get(metrics_lib.MULTIPROC_ENV)  # restored: `incv4 demo` and tests live on after this
     try:
         metrics_lib.prepare_multiprocess_dir(metrics_dir)
         try:
@@ -393,12 +446,16 @@ def run_node(topology: Topology, worker_command: Sequence[str], log_dir: str, *,
             [topology.rank(i) for i in range(topology.local_workers)])
         launcher = Launcher(topology, worker_command, log_dir, cluster_timeout=cluster_timeout,
                             grace_period=grace_period, threads_per_worker=threads_per_worker,
-                            compile_cache=compile_cache)
+                            compile_cache=compile_cache, max_restarts=max_restarts)
         return launcher.run(launcher_metrics)
     finally:
         if server is not None:
             server.shutdown()
         shutil.rmtree(metrics_dir, ignore_errors=True)
+        if previous_dir is None:
+            os.environ.pop(metrics_lib.MULTIPROC_ENV, None)
+        else:
+            os.environ[metrics_lib.MULTIPROC_ENV] = previous_dir
 
 
 def run_guarded(work: Callable[[], int], name: str) -> int:

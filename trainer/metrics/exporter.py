@@ -249,6 +249,7 @@ class LauncherMetrics:
             self._exits[key] = self._exits.get(key, 0.0) + 1
 
     def worker_restarted(self, rank: int) -> None:
+        """The launcher started `rank` again (`--max-restarts`: the whole local group, so every local rank)."""
         key = str(rank)
         with self._lock:
             self._restarts[key] = self._restarts.get(key, 0.0) + 1

@@ -167,4 +167,11 @@ values:recipe.inline
 - --local-workers
 - {{ .Values.npusPerNode | int | toString | quote }}
 {{- end }}
+{{- if .Values.maxRestarts }}
+{{- if gt (int .Values.nodes) 1 }}
+{{- fail (printf "maxRestarts %d: restarts the workers of one node only, and this job has %d nodes (their peers would have to restart too: that is maxRetry, Volcano's RestartJob)" (int .Values.maxRestarts) (int .Values.nodes)) }}
+{{- end }}
+- --max-restarts
+- {{ .Values.maxRestarts | int | toString | quote }}
+{{- end }}
 {{- end -}}

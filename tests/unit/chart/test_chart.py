@@ -242,6 +242,8 @@ def test_schema_and_job_spec_agree_on_images(chart, image):
     ({"faultScheduling": "grace", "npuMode": "device-plugin"}, RELEASE,
      'faultScheduling "grace": only Huawei\'s Volcano NPU plugin acts on it'),
     ({"faultScheduling": "force", "chip": "cpu"}, RELEASE, 'faultScheduling "force": only Huawei\'s Volcano NPU'),
+    ({"maxRestarts": 1, "nodes": 2}, RELEASE, "maxRestarts 1: restarts the workers of one node only, and this job "
+                                              "has 2 nodes"),
 ])
 def test_cross_field_rules_fail_with_one_clear_line(chart, values, release, problem):
     with pytest.raises(helm.HelmRenderError, match=re.escape(problem)):

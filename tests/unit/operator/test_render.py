@@ -13,7 +13,7 @@ import yaml
 
 import k8s_schema
 from incv4.operator import render
-from incv4.operator.spec import JobSpec
+from incv4.operator.spec import JobSpec, SpecError
 from incv4.trainer import contract
 from incv4.trainer import recipe as recipe_mod
 
@@ -193,6 +193,16 @@ def test_chip_labels_and_selectors():
     assert "nodeSelector" not in task_of(cpu)["template"]["spec"]  # no host-arch either: not an Ascend node
     assert "ring-controller.atlas" not in task_of(cpu)["template"]["metadata"]["labels"]
     assert "fault-scheduling" not in cpu["metadata"]["labels"]
+
+
+def test_in_pod_restarts_reach_the_launch_command_of_a_single_node_job_only():
+    assert "--max-restarts" not in render.launch_command(spec())
+    assert render.launch_command(spec(max_restarts=2))[-2:] == ["--max-restarts", "2"]
+    with pytest.raises(SpecError, match=r"^max_restarts 1: restarts the workers of one node only, and this job has "
+                                        r"2 nodes"):
+        spec(nodes=2, max_restarts=1)
+    with pytest.raises(SpecError, match="max_restarts"):
+        spec(max_restarts=-1)
 
 
 def test_container_command_env_ports_and_mounts():
