@@ -97,36 +97,33 @@ def run_training(config, overrides, data_dir, workers, ckpt_path=None, no_resume
 
 
 def _train_here(recipe, no_resume, scale_lr, metrics_port) -> int:
-    from incv4.trainer.data.pipeline import decode_error_line
+    from incv4.trainer.data.pipeline import decode_errors_are_permanent
     from incv4.trainer.training.loop import train  # MindSpore loads here, in the guarded child
 
-    try:
-        return train(recipe, resume=not no_resume, scale_lr=scale_lr, metrics_port=metrics_port)
-    except RuntimeError as err:  # an image MindSpore cannot decode: a data error, permanent
-        line = decode_error_line(err)
-        if line is None:
-            raise
-        click.echo(f"error: {line}", err=True)
-        return contract.USAGE
+    return decode_errors_are_permanent(
+        lambda: train(recipe, resume=not no_resume, scale_lr=scale_lr, metrics_port=metrics_port), _say)
+
+
+def _say(line: str) -> None:
+    click.echo(line, err=True)
 
 
 def _validate_here(recipe, output) -> int:
-    from incv4.trainer.data.pipeline import decode_error_line
+    from incv4.trainer.data.pipeline import decode_errors_are_permanent
+
+    return decode_errors_are_permanent(lambda: _validate_and_print(recipe, output), _say)
+
+
+def _validate_and_print(recipe, output) -> int:
     from incv4.trainer.training import evaluate
 
     try:
-        accuracy = evaluate.run_validate(recipe, recipe.ckpt_path, log=lambda m: click.echo(m, err=True))
+        accuracy = evaluate.run_validate(recipe, recipe.ckpt_path, log=_say)
     except evaluate.ValidateError as err:
         click.echo(f"error: {err}", err=True)
         return contract.FAILURE
     except RecipeError as err:  # in the guarded child, the group's handler is not there to say it
         click.echo(f"error: {err}", err=True)
-        return contract.USAGE
-    except RuntimeError as err:  # an image MindSpore cannot decode: a data error, permanent
-        line = decode_error_line(err)
-        if line is None:
-            raise
-        click.echo(f"error: {line}", err=True)
         return contract.USAGE
     if output == "json":
         click.echo(json.dumps({**accuracy.as_dict(), "checkpoint": recipe.ckpt_path}))

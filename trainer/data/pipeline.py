@@ -30,10 +30,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-from typing import Iterable, List, Optional, Sequence
+from typing import Callable, Iterable, List, Optional, Sequence
 
 import numpy as np
 
+from incv4.trainer import contract
 from incv4.trainer.data.check import available_cores
 from incv4.trainer.data.folder import DataError, ImageFolder, class_folders, list_image_folder
 from incv4.trainer.data.transforms import RandomErasing, eval_transforms, train_transforms
@@ -80,6 +81,19 @@ def decode_error_line(err: BaseException) -> Optional[str]:
         return None
     op, path, reason = match.group(1), match.group(2), match.group(3).strip().rstrip(".")
     return f"data: MindSpore's {op} cannot decode {path}: {reason} (replace or remove the image: a restart cannot help)"
+
+
+def decode_errors_are_permanent(work: Callable[[], int], say: Callable[[str], None]) -> int:
+    """`work()`'s exit code; an image MindSpore cannot decode ends it with one `error:` line through `say` and
+    USAGE (a data error: a restart would meet the same image). Any other error propagates."""
+    try:
+        return work()
+    except RuntimeError as err:
+        line = decode_error_line(err)
+        if line is None:
+            raise
+        say(f"error: {line}")
+        return contract.USAGE
 
 
 def _record_trail(entry: dict) -> None:

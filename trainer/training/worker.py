@@ -31,17 +31,11 @@ def worker_command(config, data_dir, overrides, ckpt_path, no_resume, scale_lr) 
     except RecipeError as err:
         click.echo(f"error: {err}", err=True)
         return contract.USAGE
-    from incv4.trainer.data.pipeline import decode_error_line
+    from incv4.trainer.data.pipeline import decode_errors_are_permanent
     from incv4.trainer.training.loop import train
 
-    try:
-        return train(recipe, resume=not no_resume, scale_lr=scale_lr)
-    except RuntimeError as err:  # an image MindSpore cannot decode is a data error: permanent, never retried
-        line = decode_error_line(err)
-        if line is None:
-            raise
-        click.echo(f"error: {line}", err=True)
-        return contract.USAGE
+    return decode_errors_are_permanent(lambda: train(recipe, resume=not no_resume, scale_lr=scale_lr),
+                                       lambda line: click.echo(line, err=True))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
