@@ -14,6 +14,7 @@ to load (truncated, bit-flipped: MindSpore's CRC check catches it) is skipped wi
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -276,6 +277,7 @@ class CheckpointWriter:
         only once the write is complete; a kill mid-write leaves only a temporary file, as a synchronous one."""
         self.wait()
         started = time.monotonic()
+        position = dataclasses.replace(position)  # the loop goes on counting steps in its own Position
         if not self.asynchronous:
             return self._write(save_obj, position, extra, started)
         try:

@@ -62,6 +62,27 @@ def test_the_parameters_are_copied_before_save_returns(tmp_path, held_writes):
     assert np.allclose(loaded.params["weight"].asnumpy(), 1.0) and loaded.position.global_step == 10
 
 
+def test_the_checkpoint_keeps_the_position_it_was_asked_for_while_the_loop_counts_on(tmp_path, monkeypatch):
+    # The loop passes its own Position and goes on counting steps in it while the thread writes.
+    start = threading.Event()
+    real = CheckpointWriter._write
+
+    def late(self, *args):
+        assert start.wait(60), "the test never let the write start"
+        return real(self, *args)
+
+    monkeypatch.setattr(CheckpointWriter, "_write", late)
+    writer = CheckpointWriter(str(tmp_path), keep_max=3, log=pytest.fail, asynchronous=True)
+    position = Position(epoch=1, global_step=5)
+    path = writer.save(_net(1.0), position)
+    position.global_step, position.step_in_epoch = 6, 1
+    start.set()
+    writer.wait()
+    assert [(e.name, e.global_step, e.epoch) for e in store.read_manifest(str(tmp_path))] == [
+        (os.path.basename(path), 5, 1)]
+    assert store.load_newest(str(tmp_path)).position == Position(epoch=1, global_step=5)
+
+
 def test_a_second_save_waits_for_the_one_in_flight(tmp_path, held_writes):
     writing, release = held_writes
     writer = CheckpointWriter(str(tmp_path), keep_max=3, log=pytest.fail, asynchronous=True)
