@@ -202,9 +202,10 @@ class TrainerMetrics:
         self._epoch.set(epoch)
         self._last_step.set(time.time())
 
-    def nonfinite_loss(self) -> None:
-        """A step produced a NaN/inf loss (the trainer skips it; too many in a row end the run as DIVERGED)."""
-        self._nonfinite.inc()
+    def nonfinite_loss(self, steps: int = 1) -> None:
+        """`steps` steps produced a NaN/inf loss (the trainer skips them; too many in a row end the run as
+        DIVERGED)."""
+        self._nonfinite.inc(steps)
 
     def evaluated(self, top1: float, top5: float) -> None:
         """Validation accuracy as fractions in [0, 1] (a percentage is converted)."""

@@ -2,13 +2,13 @@
 (progress reporting, the divergence guard, evaluation, the checkpoint policy), until the plan is done, the run
 diverges or SIGTERM stops it.
 
-The step is a Python loop over the compiled train-step cell, on every device. Dataset sink mode is not used: the
-CPU has no device queue, and the per-step loop is what gives per-step SIGTERM, NaN and progress handling. The
-train step skips the update of a non-finite step and all-reduces the stop flag, so every rank stops after the
-same step when one of them got SIGTERM."""
+The steps run in chunks (chunks.py): the host reads the loss, the non-finite steps and the all-reduced stop flag
+once per chunk, which ends at each progress line, at the epoch's end and after at most MAX_CHUNK_STEPS. Batches come
+from the host's pipeline, or from MindSpore's device queue in dataset sink mode on Ascend (feeds.py). The train
+step skips the update of a non-finite step and all-reduces the stop flag, so every rank stops after the same chunk
+when one of them got SIGTERM."""
 from __future__ import annotations
 
-import math
 from typing import Callable, Optional
 
 from incv4.trainer import contract
@@ -16,7 +16,9 @@ from incv4.trainer.checkpoint.policy import CheckpointPolicy
 from incv4.trainer.model.pretrained import PretrainedUnavailable
 from incv4.trainer.recipe import Recipe, RecipeError
 from incv4.trainer.training.console import log, log_error
+from incv4.trainer.training.chunks import next_chunk_steps
 from incv4.trainer.training.divergence import DivergenceGuard
+from incv4.trainer.training.feeds import SinkFeed, feed_for
 from incv4.trainer.training.history import TrainingHistory
 from incv4.trainer.training.periodic_eval import PeriodicEvaluation
 from incv4.trainer.training.progress import ProgressReporter
@@ -58,30 +60,29 @@ def run_epochs(run: Run, stop: StopRequest, history: Optional[TrainingHistory] =
 
 def _train_epochs(run: Run, stop: StopRequest, saving: CheckpointPolicy, evaluation: PeriodicEvaluation,
                   progress: ProgressReporter) -> int:
-    import mindspore as ms
-
     recipe, position = run.recipe, run.position
     guard = DivergenceGuard(recipe.max_nonfinite_steps, run.metric)
-    update = ms.Tensor(True)
+    feed = feed_for(run, stop)
     run.say(f"training {recipe.name}: {recipe.epoch_size} epochs x {run.steps_per_epoch} steps, {run.rank_size} "
             f"worker(s), device {run.device}, mode {'graph' if recipe.mode == 0 else 'pynative'}, "
-            f"amp {run.amp_level}")
+            f"amp {run.amp_level}{', dataset sink' if isinstance(feed, SinkFeed) else ''}")
     while position.epoch < recipe.epoch_size:
-        batches = run.epoch_batches(position.epoch, skip=position.step_in_epoch)
+        feed.begin_epoch(run.epoch_batches, position.epoch, position.step_in_epoch)
         progress.epoch_started()
-        for images, labels in batches:
-            stop_flag = stop.flag()
-            if progress.step_starting():  # the first step compiles the graph
-                run.sharing.before_first_call(run.train_step, images, labels, update, stop_flag)
-            loss, finite, stop_any = run.train_step(images, labels, update, stop_flag)
-            loss_value = float(loss.asnumpy())
-            position.global_step += 1
-            position.step_in_epoch += 1
-            progress.step_finished(position, loss_value)
-            if guard.diverged(bool(finite.asnumpy()) and math.isfinite(loss_value), position.global_step):
+        while position.step_in_epoch < run.steps_per_epoch:
+            steps = next_chunk_steps(position.step_in_epoch, run.steps_per_epoch, recipe.log_interval,
+                                     first=not progress.compiled)
+            progress.chunk_starting()
+            tally = feed.run(steps, guard.in_row)
+            if tally.steps == 0:  # the epoch's batches ran out early
+                break
+            position.global_step += tally.steps
+            position.step_in_epoch += tally.steps
+            progress.chunk_finished(position, tally)
+            if guard.diverged(tally, position.global_step):
                 return contract.DIVERGED
-            progress.report(position, loss_value)
-            if stop.agreed(stop_any, run.rank_size):
+            progress.report(position, tally.loss)
+            if stop.agreed(tally.stop_any, run.rank_size):
                 saving.on_stop(run.train_step, position)
                 run.say(f"stopped by SIGTERM at step {position.global_step}/{run.total_steps}")
                 return contract.TERMINATED

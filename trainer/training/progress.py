@@ -1,5 +1,5 @@
 """What a run reports about its steps: the first step's time (the graph compile) on a line of its own, every
-step's metrics, and every `log_interval` steps (and at an epoch's end) a progress line with loss, lr, images per
+chunk's metrics (chunks.py), and every `log_interval` steps (and at an epoch's end) a progress line with loss, lr, images per
 second and the ETA (also appended to the run's history, history.py). The compile step stays out of the speed
 and the ETA."""
 from __future__ import annotations
@@ -33,35 +33,35 @@ class ProgressReporter:
         self.lr = 0.0
         self.history = history  # a TrainingHistory, or None
         self._interval_wait = 0.0
-        self._interval_start = self._interval_steps = self._step_start = self._stepped_at = self._now = 0
+        self._interval_start = self._interval_steps = self._stepped_at = self._now = 0
 
     def epoch_started(self) -> None:
-        self._interval_start = self._step_start = self.clock()
+        self._interval_start = self.clock()
         self._interval_steps, self._interval_wait = 0, 0.0
 
-    def step_starting(self) -> bool:
-        """Call just before the train step; True before the run's first step (the one that compiles)."""
+    def chunk_starting(self) -> None:
+        """Call just before a chunk of steps (chunks.py) starts."""
         self._stepped_at = self.clock()
-        return not self.compiled
 
-    def step_finished(self, position: Position, loss: float) -> None:
-        """Call once the step's loss is read and `position` counts the step."""
+    def chunk_finished(self, position: Position, tally) -> None:
+        """Call once the chunk's tally is read and `position` counts its steps. The first chunk of a (re)start is
+        the one step that compiles the graph."""
         now = self._now = self.clock()
-        seconds = now - self._stepped_at
-        self._interval_wait += self._stepped_at - self._step_start
+        seconds = now - self._stepped_at - tally.data_wait
+        self._interval_wait += tally.data_wait
         if not self.compiled:
             self.compiled = True
             self.metric.compile_finished(seconds)
             self.say(f"first step done in {seconds:.1f} s (graph compile included)")
-            self._interval_start, self._interval_steps = now, -1  # keep the compile out of img/s and ETA
+            self._interval_start, self._interval_steps = now, -tally.steps  # keep the compile out of img/s, ETA
             self._interval_wait = 0.0
-        self._interval_steps += 1
+        self._interval_steps += tally.steps
         self.lr = self.lr_schedule[min(position.global_step - 1, len(self.lr_schedule) - 1)]
-        self.metric.steps_done(1, seconds, self.recipe.batch_size, self._stepped_at - self._step_start, loss,
-                               self.lr, position.global_step, position.epoch + 1)
+        self.metric.steps_done(tally.steps, seconds, self.recipe.batch_size * tally.steps, tally.data_wait,
+                               tally.loss, self.lr, position.global_step, position.epoch + 1)
 
     def report(self, position: Position, loss: float) -> None:
-        """The progress line, when one is due; then the wait for the next batch starts."""
+        """The progress line, when one is due."""
         interval, step = self.recipe.log_interval, position.step_in_epoch
         if interval and (step % interval == 0 or step == self.steps_per_epoch) and self._interval_steps > 0:
             per_step = (self._now - self._interval_start) / self._interval_steps
@@ -72,7 +72,6 @@ class ProgressReporter:
                 self.history.interval(position.global_step, position.epoch + 1, loss, self.lr,
                                       self.samples_per_step / per_step, self._interval_wait / self._interval_steps)
             self._interval_start, self._interval_steps, self._interval_wait = self._now, 0, 0.0
-        self._step_start = self.clock()
 
     def finished(self, global_step: int, accuracy: Optional[object]) -> None:
         summary = f"training finished: {global_step} steps"

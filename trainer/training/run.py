@@ -86,7 +86,7 @@ def build_run(recipe: Recipe, rank: int, rank_size: int, resume: bool = True, sc
     say = log if rank == 0 else quiet
     sharing = CompileSharing.from_env(rank, device, log=log)  # one graph compile per node, not per worker
     amp_level = usable_amp_level("amp_level", recipe.amp_level, device, say)
-    _note_sink_mode(recipe, say)
+    _note_sink_mode(recipe, device, say)
     if rank_size == 1:  # under the launcher, the launcher logs the global batch and applies --scale-lr
         recipe = _scale_lr_alone(recipe, scale_lr, say)
     ms.set_seed(recipe.seed)  # identical initial weights on every rank
@@ -111,12 +111,12 @@ def _resume_optimizer(recipe: Recipe, optimizer, steps_per_epoch: int, say: Call
     return restore_optimizer_state(optimizer, source, steps_per_epoch, say)
 
 
-def _note_sink_mode(recipe: Recipe, say: Callable[[str], None]) -> None:
-    # The per-step Python loop is what gives per-step SIGTERM, NaN and progress handling; on Ascend it costs one
-    # host round trip per step.
-    if recipe.dataset_sink_mode:
-        say("dataset_sink_mode: stepping per batch from Python instead (CPU has no device queue; the per-step "
-            "loop gives SIGTERM, NaN and progress handling)")
+def _note_sink_mode(recipe: Recipe, device: str, say: Callable[[str], None]) -> None:
+    from incv4.trainer.training.feeds import uses_sink
+
+    if recipe.dataset_sink_mode and not uses_sink(recipe, device):
+        say(f"dataset_sink_mode: MindSpore sinks data on Ascend and GPU only; on {device} the host hands each "
+            f"batch to the step (the loss is still read once per chunk of steps)")
 
 
 def _scale_lr_alone(recipe: Recipe, scale_lr: bool, say: Callable[[str], None]) -> Recipe:

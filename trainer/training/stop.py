@@ -1,5 +1,5 @@
-"""SIGTERM (preemption, `incv4 suspend`, pod deletion) as a request: the loop finishes the current step, saves a
-checkpoint and exits with TERMINATED."""
+"""SIGTERM (preemption, `incv4 suspend`, pod deletion) as a request: the loop finishes the current chunk of steps
+(chunks.py), saves a checkpoint and exits with TERMINATED."""
 from __future__ import annotations
 
 import signal
@@ -16,17 +16,10 @@ class StopRequest:
 
     def _handle(self, signum, frame):
         if not self.requested:
-            log("SIGTERM received: finishing the current step, then saving a checkpoint")
+            log("SIGTERM received: finishing the current steps, then saving a checkpoint")
         self.requested = True
 
-    def flag(self):
-        """This rank's stop flag as the train step's `stop` input (1.0 once SIGTERM arrived)."""
-        import mindspore as ms
-        import numpy as np
-
-        return ms.Tensor(np.float32(1.0 if self.requested else 0.0))
-
-    def agreed(self, stop_any, rank_size: int) -> bool:
-        """Whether the run stops after this step. Ranks agree through the all-reduced flag `stop_any` (a signal
-        that lands during a step is carried by the next one); a lone process stops at once."""
-        return float(stop_any.asnumpy()) > 0 or (rank_size == 1 and self.requested)
+    def agreed(self, stop_any: bool, rank_size: int) -> bool:
+        """Whether the run stops after this chunk. Ranks agree through the all-reduced flag `stop_any` (a signal
+        that lands during the chunk's last step is carried by the next chunk); a lone process stops at once."""
+        return stop_any or (rank_size == 1 and self.requested)

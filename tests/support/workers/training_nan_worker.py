@@ -1,8 +1,9 @@
 """The real worker (`python -m incv4.trainer.training.worker`) with NaN losses at chosen global steps, for the
 tests of the divergence guard: `python training_nan_worker.py --nan-at-steps 2,4 <the worker's flags>`.
 
-The recipe's loss is wrapped (training_nan.LossWithGain) and, before each training step (update on), its gain is
-set to NaN when the global step about to run is one of the chosen ones (steps count from 1, across a resume).
+The recipe's loss is wrapped (training_nan.LossWithGain) and, before each training step (a call of the chunked
+step, chunked_step.py), its gain is set to NaN when the global step about to run is one of the chosen ones (steps
+count from 1, across a resume).
 Everything else is the product."""
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from training_nan import LossWithGain  # noqa: E402
 
 from incv4.trainer.model import optim  # noqa: E402
-from incv4.trainer.training import loop, step, worker  # noqa: E402
+from incv4.trainer.training import chunked_step, loop, worker  # noqa: E402
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -31,15 +32,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         runs.append(build_run(*args, **kwargs))
         return runs[-1]
 
-    class NanAtSteps(step.TrainStep):
-        def __call__(self, images, labels, update, stop):
-            if bool(update.asnumpy()):  # a training step, not a BatchNorm recalibration pass
-                self.with_loss.loss.set_nan(runs[-1].position.global_step + 1 in nan_steps)
-            return super().__call__(images, labels, update, stop)
+    class NanAtSteps(chunked_step.ChunkedStep):
+        def start_chunk(self, in_row):
+            self.next_step = runs[-1].position.global_step + 1  # the loop counts a chunk's steps at its end
+            super().start_chunk(in_row)
+
+        def __call__(self, images, labels):
+            self.train_step.with_loss.loss.set_nan(self.next_step in nan_steps)
+            self.next_step += 1
+            return super().__call__(images, labels)
 
     loop.build_run = capturing_build_run
     optim.create_loss = lambda recipe: LossWithGain(create_loss(recipe))
-    step.TrainStep = NanAtSteps
+    chunked_step.ChunkedStep = NanAtSteps
     return worker.main(worker_args)
 
 

@@ -1,5 +1,5 @@
 """Progress reporting on its own, with a fake clock: the compile line and its exclusion from speed and ETA, the
-progress line's exact format at log_interval and at an epoch's end, and the per-step metrics."""
+progress line's exact format at log_interval and at an epoch's end, and the metrics of each chunk of steps."""
 from __future__ import annotations
 
 import re
@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from incv4.trainer.checkpoint.store import Position
+from incv4.trainer.training.chunks import Tally
 from incv4.trainer.training.progress import ProgressReporter, format_eta
 
 # the format tests/e2e read
@@ -38,13 +39,15 @@ def _reporter(log_interval=2, epochs=2, steps_per_epoch=4, world_size=2):
     return ProgressReporter(recipe, world_size, steps_per_epoch, lrs, metric, lines.append, clock), lines, clock, metric
 
 
-def _step(reporter, clock, position, loss, wait=0.5, seconds=2.0):
-    clock.now += wait
-    first = reporter.step_starting()
-    clock.now += seconds
-    position.global_step += 1
-    position.step_in_epoch += 1
-    reporter.step_finished(position, loss)
+def _step(reporter, clock, position, loss, wait=0.5, seconds=2.0, steps=1):
+    """A chunk of `steps` steps taking `seconds`, after waiting `wait` s for its batches (the feed measures it).
+    Returns whether it was the compile chunk."""
+    first = not reporter.compiled
+    reporter.chunk_starting()
+    clock.now += wait + seconds
+    position.global_step += steps
+    position.step_in_epoch += steps
+    reporter.chunk_finished(position, Tally(steps, loss, 0, 0, 0, False, wait))
     reporter.report(position, loss)
     return first
 
@@ -124,3 +127,15 @@ def test_each_progress_line_goes_to_the_history_with_its_speed_and_mean_data_wai
     assert history.intervals == [(2, 1, 1.5, 0.2, pytest.approx(6.4), 0.5),
                                  (4, 1, 1.5, 0.4, pytest.approx(16 / 2.75), 0.75)]
     assert len(history.intervals) == len([line for line in lines if PROGRESS.match(line)])
+
+
+def test_a_chunk_of_steps_is_counted_once_with_all_its_steps_and_images():
+    reporter, lines, clock, metric = _reporter(log_interval=4, steps_per_epoch=8)
+    position = Position()
+    reporter.epoch_started()
+    _step(reporter, clock, position, 2.5, seconds=30.0)  # the compile step
+    _step(reporter, clock, position, 2.0, wait=0.3, seconds=6.0, steps=3)
+    steps = [args for name, args in metric.calls if name == "steps_done"]
+    assert steps[-1] == (3, pytest.approx(6.0), 24, 0.3, 2.0, pytest.approx(0.4), 4, 1)  # steps, s, images, wait,
+    # ... loss, lr, step, epoch; the line: 3 timed steps in 6.3 s (wait included) at 16 images each
+    assert lines[-1] == "epoch 1/2 step 4/8 loss 2.0000 lr 0.400000 img/s 7.6 ETA 0:00:25"

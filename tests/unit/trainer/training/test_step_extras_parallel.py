@@ -8,7 +8,6 @@ differ per rank). test_launch.py checks the same in PyNative for the plain step.
 Run it alone (several MindSpore processes): `flock /tmp/incv4-heavy.lock pytest <this file>`."""
 from __future__ import annotations
 
-import os
 import pathlib
 import subprocess
 import sys
@@ -17,33 +16,22 @@ import numpy as np
 import pytest
 
 from incv4.trainer import contract
-from incv4.trainer.launcher.plan import free_port
+from local_launch import HANG_GUARD, clean_env, launch_worker  # noqa: E402
 
 pytest.importorskip("mindspore")
 WORKER = pathlib.Path(__file__).resolve().parents[3] / "support" / "workers" / "step_extras_worker.py"
 VARIANTS = ("none", "dynamic", "accumulate", "ema", "dynamic+accumulate+ema", "none+overflow",
             "dynamic+accumulate+ema+overflow")
-HANG_GUARD = 300  # seconds: only so a broken job fails the test instead of hanging the suite
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """(the lone process's output folder, the two-rank job's), each with <variant>_rank<r>.npz."""
     tmp = tmp_path_factory.mktemp("step_extras_parallel")
-    data = tmp / "data" / "train" / "a"  # launch checks the data first: one class with one image
-    data.mkdir(parents=True)
-    from PIL import Image
-    Image.new("RGB", (8, 8)).save(data / "0.jpg")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MS_", "RANK_"))}
-    single = subprocess.run([sys.executable, str(WORKER), "--out", str(tmp / "single")], env=env,
+    single = subprocess.run([sys.executable, str(WORKER), "--out", str(tmp / "single")], env=clean_env(),
                             capture_output=True, text=True, timeout=HANG_GUARD)
     assert single.returncode == 0, single.stderr[-3000:]
-    job = subprocess.run([sys.executable, "-m", "incv4.trainer.launcher.launch", "--worker-script", str(WORKER),
-                          "--data-dir", str(tmp / "data"), "--set", "num_classes=1", "--local-workers", "2",
-                          "--nodes", "1", "--node-rank", "0", "--master-addr", "127.0.0.1", "--master-port",
-                          str(free_port()), "--log-dir", str(tmp / "logs"), "--metrics-port", "0",
-                          "--no-compile-cache", "--", "--out", str(tmp / "job")],
-                         env=env, capture_output=True, text=True, timeout=HANG_GUARD)
+    job = launch_worker(WORKER, tmp, ["--out", str(tmp / "job")])
     assert job.returncode == contract.OK, job.stderr[-3000:]
     return tmp / "single", tmp / "job"
 
