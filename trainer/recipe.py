@@ -172,7 +172,20 @@ KEYS: dict[str, Key] = {
                               "with drop_overflow_update: true" if v else None),
     "drop_overflow_update": Key("bool", False),
     "use_nesterov": Key("bool", False),
-    "filter_bias_and_bn": Key("bool", True),
+    # MindCV <= 0.2's key, which 0.3.0 replaced by weight_decay_filter: accepted alone (true: norm_and_bias, false:
+    # disable), refused beside weight_decay_filter
+    "filter_bias_and_bn": Key("bool", None, nullable=True),
+    # MindCV 0.3.0's weight-decay filter (config.py choices; mindcv/optim/optim_factory.py create_optimizer,
+    # mindspore-lab/mindcv tag v0.3.0, commit f9478c6): disable, auto or norm_and_bias, exactly as MindCV. Null (with
+    # no filter_bias_and_bn) is MindCV's default, disable: every parameter decays.
+    "weight_decay_filter": Key("str", None, nullable=True, choices=("disable", "auto", "norm_and_bias")),
+    # MindCV 0.3.0's layer-wise lr decay (param_groups_layer_decay, same commit) needs a layer map the model gives
+    # through group_matcher or pretrained_cfg['classifier']; its InceptionV4 has neither, so MindCV puts every
+    # parameter in one layer whose lr scale is layer_decay ** 0 = 1: the value would be ignored. Refused unless null.
+    "layer_decay": Key("float", None, lambda v: (
+        f"is not supported (got {v}): MindCV 0.3.0 has no layer map for InceptionV4, so every parameter is one "
+        f"layer at lr scale 1 and the value is ignored; its weight-decay grouping equals "
+        f"weight_decay_filter: norm_and_bias"), nullable=True),
     "eps": Key("float", 1e-10, _positive),
     # scheduler
     "scheduler": Key("str", "cosine_decay", choices=(
@@ -286,6 +299,9 @@ def _cross_checks(values: Mapping[str, Any]) -> None:
     if any(s <= 0 for s in values["std"]):
         raise RecipeError("recipe key 'std': every value must be > 0")
     _train_step_checks(values)
+    if values["weight_decay_filter"] is not None and values["filter_bias_and_bn"] is not None:
+        raise RecipeError("recipe key 'filter_bias_and_bn': MindCV 0.3.0 replaced it by weight_decay_filter; give "
+                          "weight_decay_filter alone")
     if values["resume_opt"] and not values["ckpt_path"]:
         raise RecipeError("recipe key 'resume_opt': needs ckpt_path (the checkpoint to resume the optimizer from)")
     if values["ckpt_save_policy"] == "top_k" and not values["val_while_train"]:

@@ -3,8 +3,11 @@
 - `create_lr_schedule`: one learning rate per global step, value-for-value MindCV's `create_scheduler`
   (mindcv/scheduler: an optional linear warm-up from `warmup_factor * lr` over `warmup_epochs`, then the main
   schedule over the remaining epochs; per step unless `lr_epoch_stair`).
-- `create_optimizer`: momentum SGD as MindCV's `create_optimizer` builds it; with `filter_bias_and_bn` the
-  BatchNorm parameters (gamma, beta) and biases get no weight decay (MindCV groups parameters by name).
+- `create_optimizer`: momentum SGD as MindCV's `create_optimizer` builds it, weight decay filtered by
+  `weight_decay_filter` as MindCV 0.3.0 does (`disable`: every parameter; `norm_and_bias`: not BatchNorm gamma/beta
+  nor biases, grouped by name; `auto`: MindSpore's own filter, not gamma/beta); when that key is null,
+  MindCV <= 0.2's `filter_bias_and_bn` picks norm_and_bias (true) or disable (false), and without either it is
+  MindCV 0.3.0's default, disable.
 - `create_loss`: MindCV's `CrossEntropySmooth` (cross entropy with label smoothing, `reduction`, `aux_factor`).
 - `optimizer_loss_scale`, `loss_scaling`: which loss scale the optimizer divides by, and the train step's loss scale
   (fixed, dynamic, or what mindspore.Model picks for `auto`), as MindCV's train.py and create_trainer decide them.
@@ -19,7 +22,8 @@ from mindspore import nn, ops
 from incv4.trainer.recipe import RecipeError
 
 __all__ = ["create_lr_schedule", "create_optimizer", "create_loss", "optimizer_loss_scale", "loss_scaling",
-           "no_weight_decay", "parameter_groups", "CrossEntropySmooth", "SCHEDULERS", "OPTIMIZERS"]
+           "no_weight_decay", "parameter_groups", "weight_decay_filter", "init_group_params", "CrossEntropySmooth",
+           "SCHEDULERS", "OPTIMIZERS", "WEIGHT_DECAY_FILTERS"]
 
 # Parameter-name fragments MindCV exempts from weight decay: BatchNorm gamma/beta and every bias.
 _NO_DECAY_NAME_PARTS = ("beta", "gamma", "bias")
@@ -165,10 +169,41 @@ def loss_scaling(recipe: Mapping, amp_level: str) -> tuple:
 
 def parameter_groups(params: list, weight_decay: float, filter_bias_and_bn: bool) -> list:
     """MindCV's grouping: decayed parameters, undecayed ones (when filtering), and the original order."""
-    if not filter_bias_and_bn:
+    return init_group_params(params, weight_decay, "norm_and_bias" if filter_bias_and_bn else "disable")
+
+
+# MindCV 0.3.0's weight-decay filters: mindspore-lab/mindcv, tag v0.3.0
+# (commit f9478c626cddfe81c1b078c5884be78d1bb486b4), mindcv/optim/optim_factory.py (create_optimizer,
+# init_group_params) and config.py (--weight_decay_filter, default "disable"); train.py passes
+# args.weight_decay_filter and args.layer_decay to create_optimizer with the network.
+#   disable        one group, every parameter decays; order_params keeps the network's order.
+#   norm_and_bias  names holding beta, gamma or bias (or in the model's no_weight_decay()) do not decay.
+#   auto           no groups: the optimizer gets the parameter list and weight_decay, and MindSpore's Optimizer
+#                  decays every parameter whose name holds neither beta nor gamma (biases DO decay).
+# create_optimizer's layer_decay branch is never reached here: the recipe refuses a non-null layer_decay (MindCV
+# has no layer map for InceptionV4, so it would put every parameter at lr scale 1, ignoring the value).
+WEIGHT_DECAY_FILTERS = ("disable", "auto", "norm_and_bias")
+
+
+def weight_decay_filter(recipe: Mapping) -> str:
+    """The recipe's filter: `weight_decay_filter`, else `filter_bias_and_bn` (MindCV <= 0.2's key), else MindCV
+    0.3.0's default, disable."""
+    chosen = recipe.get("weight_decay_filter")
+    if chosen is None:
+        return "norm_and_bias" if recipe.get("filter_bias_and_bn") else "disable"
+    if chosen not in WEIGHT_DECAY_FILTERS:
+        raise RecipeError(f"recipe key 'weight_decay_filter': must be one of {', '.join(WEIGHT_DECAY_FILTERS)}; "
+                          f"got {chosen!r}")
+    return chosen
+
+
+def init_group_params(params: list, weight_decay: float, filter_name: str, no_decay_names=()) -> list:
+    """MindCV 0.3.0's init_group_params: the parameter groups for `disable` and `norm_and_bias`."""
+    if filter_name == "disable":
         return [{"params": params, "weight_decay": weight_decay}, {"order_params": params}]
-    decay = [p for p in params if not no_weight_decay(p.name)]
-    no_decay = [p for p in params if no_weight_decay(p.name)]
+    exempt = set(no_decay_names)
+    decay = [p for p in params if not (no_weight_decay(p.name) or p.name in exempt)]
+    no_decay = [p for p in params if no_weight_decay(p.name) or p.name in exempt]
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
             {"order_params": params}]
@@ -177,7 +212,7 @@ def parameter_groups(params: list, weight_decay: float, filter_bias_and_bn: bool
 def create_optimizer(network, recipe: Mapping, lr_schedule):
     """Momentum SGD over the network's trainable parameters (`opt: momentum`, or `sgd` with momentum), lr per
     global step from `lr_schedule` (a list as from `create_lr_schedule`, or a float). Weight decay lives here
-    only, per parameter group, as in MindCV."""
+    only, per parameter group (or, for `weight_decay_filter: auto`, MindSpore's own filter), as in MindCV."""
     opt = recipe["opt"].lower()
     if opt not in OPTIMIZERS:
         raise RecipeError(f"recipe key 'opt': '{recipe['opt']}' is not supported by incv4 "
@@ -186,12 +221,21 @@ def create_optimizer(network, recipe: Mapping, lr_schedule):
         raise RecipeError("recipe key 'use_nesterov': Nesterov needs momentum > 0")
     if isinstance(lr_schedule, (list, tuple)) and not lr_schedule:
         raise ValueError("lr_schedule is empty")
-    groups = parameter_groups(network.trainable_params(), recipe["weight_decay"], recipe["filter_bias_and_bn"])
+    if recipe.get("layer_decay") is not None:  # the recipe refuses it (see WEIGHT_DECAY_FILTERS); never ignore it
+        raise RecipeError("recipe key 'layer_decay': is not supported for InceptionV4 (MindCV 0.3.0 has no layer "
+                          "map for it)")
+    filter_name = weight_decay_filter(recipe)
+    params = network.trainable_params()
+    if filter_name == "auto":  # MindCV passes the list and weight_decay on; MindSpore filters gamma/beta by name
+        groups, weight_decay = params, recipe["weight_decay"]
+    else:
+        exempt = network.no_weight_decay() if hasattr(network, "no_weight_decay") else ()
+        groups, weight_decay = init_group_params(params, recipe["weight_decay"], filter_name, exempt), 0.0
     loss_scale = optimizer_loss_scale(recipe)
     if opt == "momentum":
-        return nn.Momentum(groups, learning_rate=lr_schedule, momentum=recipe["momentum"], weight_decay=0.0,
+        return nn.Momentum(groups, learning_rate=lr_schedule, momentum=recipe["momentum"], weight_decay=weight_decay,
                            use_nesterov=recipe["use_nesterov"], loss_scale=loss_scale)
-    return nn.SGD(groups, learning_rate=lr_schedule, momentum=recipe["momentum"], weight_decay=0.0,
+    return nn.SGD(groups, learning_rate=lr_schedule, momentum=recipe["momentum"], weight_decay=weight_decay,
                   nesterov=recipe["use_nesterov"], loss_scale=loss_scale)
 
 

@@ -161,7 +161,7 @@ def _step(net, optimizer, grads):
 def test_weight_decay_skips_bn_and_bias(pynative):
     """With zero gradients only weight decay moves parameters: conv/dense weights shrink, gamma/beta/bias do not."""
     net = _Tiny()
-    r = _recipe(opt="momentum", momentum=0.9, weight_decay=0.1, loss_scale=1.0)
+    r = _recipe(opt="momentum", momentum=0.9, weight_decay=0.1, loss_scale=1.0, weight_decay_filter="norm_and_bias")
     before = _values(net)
     opt = optim.create_optimizer(net, r, 0.5)
     after = _step(net, opt, [np.zeros_like(v) for v in before.values()])
@@ -170,9 +170,11 @@ def test_weight_decay_skips_bn_and_bias(pynative):
         np.testing.assert_array_equal(after[name], before[name])
 
 
-def test_without_filter_everything_decays(pynative):
+@pytest.mark.parametrize("keys", [{}, {"filter_bias_and_bn": False}, {"weight_decay_filter": "disable"}],
+                         ids=["mindcv-0.3-default", "filter_bias_and_bn-false", "disable"])
+def test_without_filter_everything_decays(pynative, keys):
     net = _Tiny()
-    r = _recipe(opt="momentum", weight_decay=0.1, filter_bias_and_bn=False)
+    r = _recipe(opt="momentum", weight_decay=0.1, **keys)
     before = _values(net)
     after = _step(net, optim.create_optimizer(net, r, 0.5), [np.zeros_like(v) for v in before.values()])
     for name in before:
@@ -211,7 +213,12 @@ def test_inception_v4_groups(pynative):
     decayed = {p.name for p, flag in zip(opt.parameters, opt.decay_flags) if flag}
     names = [p.name for p in net.trainable_params()]
     assert [p.name for p in opt.parameters] == names  # order_params keeps the network's order
-    # 149 conv weights + the classifier weight get weight decay; 149 x (gamma, beta) and the classifier bias do not
+    # the published recipe names no filter: MindCV 0.3.0's default, disable, decays all 449 parameters
+    assert decayed == set(names) and len(names) == 449
+    opt = optim.create_optimizer(net, _recipe(ASCEND, weight_decay_filter="norm_and_bias"),
+                                 optim.create_lr_schedule(r, 2))
+    decayed = {p.name for p, flag in zip(opt.parameters, opt.decay_flags) if flag}
+    # norm_and_bias: 149 conv weights + the classifier weight; 149 x (gamma, beta) and the classifier bias do not
     assert decayed == {n for n in names if n.endswith("conv.weight")} | {"classifier.weight"}
     assert len(decayed) == 150 and len(names) - len(decayed) == 299
 
@@ -233,7 +240,8 @@ def test_inception_v4_groups_equal_mindcv(pynative):
 
 def test_same_step_as_mindcv_optimizer(pynative):
     optim_pkg = pytest.importorskip("mindcv.optim", reason="mindcv==0.3.0 (the dev extra) is the optimizer oracle")
-    r = _recipe(opt="momentum", momentum=0.9, weight_decay=0.01, loss_scale=8.0, use_nesterov=True)
+    r = _recipe(opt="momentum", momentum=0.9, weight_decay=0.01, loss_scale=8.0, use_nesterov=True,
+                weight_decay_filter="norm_and_bias")
     ms.set_seed(0)
     ours_net = _Tiny()
     theirs_net = _Tiny()
