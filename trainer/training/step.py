@@ -15,10 +15,12 @@ The extras follow MindCV's TrainStep (mindcv/utils/train_step.py, 0.3.0) and its
   scale after an overflowing step, whose update is dropped, and doubles it after `window` good steps;
 - clip_grad: the unscaled local gradients are clipped to global norm `clip_value`, before the mean across ranks;
 - gradient_accumulation_steps M: grad / M is accumulated and the update happens every M-th step; the lr schedule
-  still advances every step (MindCV's GradientAccumulation). MindCV sums each rank's gradients locally and takes
-  the mean across ranks only at the update; incv4 takes the mean every step (the same sums by linearity, one
-  gradient all-reduce per step as without accumulation), so every collective stays outside the compiled branches,
-  as in the plain step;
+  still advances every finite step (MindCV's GradientAccumulation calls get_lr(), which advanced global_step in the
+  MindSpore of its day; 2.10's no longer does). A non-finite step moves nothing: no sum, micro-step, lr step or EMA
+  update (MindCV 0.3.0, f9478c6, mindcv/utils/train_step.py: all under `if not overflow:`). MindCV sums each
+  rank's gradients locally and takes the mean across ranks only at the update; incv4 takes the mean every step (the
+  same sums by linearity, one gradient all-reduce per step as without accumulation), so every collective stays
+  outside the compiled branches, as in the plain step;
 - ema: after every finite step (each accumulation step too, as MindCV's), ema = ema x d + weight x (1 - d) over
   all the network's parameters (BatchNorm statistics too) with d = ema_decay x (1 - exp(-updates / 2000)); named
   `ema.<parameter>` as MindCV's.

@@ -97,7 +97,7 @@ def test_gradient_accumulation_updates_every_m_steps_as_mindcv():
     _assert_same(_values(ours.with_loss), _values(theirs.network))
     # the lr schedule moves on every batch (MindCV's GradientAccumulation's stated intent), updates every 2nd
     assert int(ours.optimizer.global_step.asnumpy()[0]) == STEPS
-    assert int(ours.micro_step.asnumpy()) == 0 and not np.any(_values(ours, "accumulated.")["accumulated.fc.weight"])
+    assert int(ours.micro_step.asnumpy()[0]) == 0 and not np.any(_values(ours, "accumulated.")["accumulated.fc.weight"])
 
 
 def test_ema_keeps_mindcvs_ema_weights_and_evaluation_swaps_them_in():
