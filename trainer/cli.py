@@ -5,6 +5,7 @@ never load MindSpore. Options come from trainer/options.py; flags accept MindCV'
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -57,19 +58,44 @@ def _worker_flags(ckpt_path, no_resume) -> list:
     return flags + (["--no-resume"] if no_resume else [])
 
 
+# errnos of a kernel (or container) without IPv6: the check falls back to IPv4, as the exporter does
+_NO_IPV6 = (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT)
+
+
 def _check_metrics_port(port: int) -> None:
     """A /metrics port something else holds is a usage error found before any work starts: one line, exit 2.
-    Binds as the exporter will (all addresses, address reuse on), then lets go."""
+    Binds as the dual-stack exporter does (every address, address reuse on), then lets go."""
     if not port:
         return
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    try:
+        if not _bind_dual_stack(port):
+            _bind(socket.AF_INET, ("0.0.0.0", port))
+    except OSError as err:
+        click.echo(f"error: cannot serve metrics on port {port}: {err.strerror or err} "
+                   f"(give --metrics-port 0 to turn metrics off)", err=True)
+        sys.exit(contract.USAGE)
+
+
+def _bind_dual_stack(port: int) -> bool:
+    """Bind "::" with IPV6_V6ONLY off, which conflicts with a holder on any IPv4 or IPv6 address. False when the
+    kernel has no IPv6; a port in use raises OSError."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        _bind(socket.AF_INET6, ("::", port), dual_stack=True)
+    except OSError as err:
+        if err.errno in _NO_IPV6:
+            return False
+        raise
+    return True
+
+
+def _bind(family: int, address: tuple, dual_stack: bool = False) -> None:
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("0.0.0.0", port))
-        except OSError as err:
-            click.echo(f"error: cannot serve metrics on port {port}: {err.strerror or err} "
-                       f"(give --metrics-port 0 to turn metrics off)", err=True)
-            sys.exit(contract.USAGE)
+        if dual_stack:  # say so rather than rely on the net.ipv6.bindv6only sysctl
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(address)
 
 
 def run_training(config, overrides, data_dir, workers, ckpt_path=None, no_resume=False, scale_lr=False,

@@ -37,6 +37,9 @@ DEFAULT_LOCAL_WORKERS = 8
 # Seconds `incv4 launch` gives its workers between forwarding SIGTERM and SIGKILL, so they can save a checkpoint.
 # The pod's terminationGracePeriodSeconds must outlast it (operator/spec.py).
 LAUNCH_GRACE_PERIOD = 30
+# Set by the launcher (and the single-process guard) to a file where each worker's datasets record what they read,
+# so a decoder crash can be replayed to name the image (trainer/launcher/supervisor.py, trainer/data/pipeline.py).
+DATA_TRAIL_ENV = "INCV4_DATA_TRAIL"
 
 # -- metrics ------------------------------------------------------------------------------------------------------
 # What a pod's /metrics exports (trainer/metrics/exporter.py creates its families from this table) and what the

@@ -16,7 +16,7 @@ The source is MindSpore's C++ ImageFolderDataset whenever it sees exactly the li
 over the listed files); the transforms come from `transforms`, the listing from `folder`.
 
 Data trail: decoding runs in MindSpore's C++ threads, with no Python call per image to note which file is in
-flight. When DATA_TRAIL_ENV names a file (the launcher and the single-process guard set it, trainer/launcher/
+flight. When contract.DATA_TRAIL_ENV names a file (the launcher and the single-process guard set it, trainer/launcher/
 supervisor.py), each dataset records there what it reads (split, rank, seed, epoch; rewritten once per epoch, nothing
 per image). If the process then dies from a signal, `find_crashing_image` replays that order through MindSpore's
 decoder in a child process that notes each file before decoding it, so the file the decoder dies on is named.
@@ -40,7 +40,6 @@ from incv4.trainer.data.folder import DataError, ImageFolder, class_folders, lis
 from incv4.trainer.data.transforms import RandomErasing, eval_transforms, train_transforms
 from incv4.trainer.recipe import RecipeError
 
-DATA_TRAIL_ENV = "INCV4_DATA_TRAIL"
 # How long the post-mortem replay may decode before it gives up naming the file.
 REPLAY_TIMEOUT = 300.0
 
@@ -99,7 +98,7 @@ def decode_errors_are_permanent(work: Callable[[], int], say: Callable[[str], No
 def _record_trail(entry: dict) -> None:
     """Add `entry` as the newest dataset of the trail (one per kind: the train and the eval pipeline of a run
     both live). Best effort: without the trail a crash is still reported, only without the file's name."""
-    path = os.environ.get(DATA_TRAIL_ENV)
+    path = os.environ.get(contract.DATA_TRAIL_ENV)
     if not path:
         return
     entries = [e for e in read_trail(path) if e["kind"] != entry["kind"]] + [entry]

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import IO, Callable, List, Optional, Sequence
 
 from incv4.trainer import contract
-from incv4.trainer.data.pipeline import DATA_TRAIL_ENV
+from incv4.trainer.contract import DATA_TRAIL_ENV
 from incv4.trainer.launcher.environment import default_threads_per_worker, scheduler_env, worker_env
 from incv4.trainer.launcher.topology import Topology
 from incv4.trainer.metrics import exporter as metrics_lib

@@ -8,8 +8,9 @@ initialisation, for `in_channels: 1` the first convolution's weights are summed 
 Unlike MindCV, the download is verified: MindCV names each checkpoint `<model>-<first 8 hex digits of its
 sha256>.ckpt` (mindcv configs/README.md), and a file whose sha256 does not start with them is refused. It is
 written to a temporary name and renamed, so the cache never holds half a file, and concurrent ranks on one host
-download it once (a lock file beside it). A server that cannot be reached is one line and a retryable failure
-(PretrainedUnavailable); a file that fails its checksum is one line and a usage error (RecipeError).
+download it once (a lock file beside it, waited for at most LOCK_WAIT_S). A server that cannot be reached, or
+a lock held past that wait, is one line and a retryable failure (PretrainedUnavailable); a file that fails its
+checksum is one line and a usage error (RecipeError).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import hashlib
 import http.client
 import os
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -29,6 +31,10 @@ URL_ENV = "INCV4_PRETRAINED_URL"  # a mirror serving the same file name (cluster
 CACHE_ENV = "INCV4_PRETRAINED_DIR"
 DEFAULT_CACHE = os.path.join("~", ".mindspore", "models")  # MindCV's get_checkpoint_download_root()
 READ_TIMEOUT_S = 60  # per connect and per read: a stalled server fails the run instead of hanging it
+# The holder's reads are bounded, its whole download is not: 30 read timeouts leave a slow-but-live download
+# (the ~170 MB checkpoint at 0.1 MB/s) time to finish, while a holder hung for good fails its waiters.
+LOCK_WAIT_S = 30 * READ_TIMEOUT_S
+LOCK_POLL_S = 0.2
 FIRST_CONV = "features.0.conv2d_1a_3x3.conv.weight"
 CLASSIFIER = ("classifier.weight", "classifier.bias")
 PUBLISHED_CLASSES = 1000
@@ -66,14 +72,14 @@ def expected_prefix(url: str) -> str:
 
 
 def pretrained_checkpoint(say: Callable[[str], None], url: Optional[str] = None,
-                          directory: Optional[str] = None) -> str:
+                          directory: Optional[str] = None, lock_wait_s: float = LOCK_WAIT_S) -> str:
     """The verified local copy of the pretrained checkpoint, downloaded into the cache when it is not there."""
     url, directory = url or checkpoint_url(), directory or cache_dir()
     prefix = expected_prefix(url)
     path = os.path.join(directory, os.path.basename(urllib.parse.urlparse(url).path))
     try:
         os.makedirs(directory, exist_ok=True)
-        with _download_lock(path):
+        with _download_lock(path, url, lock_wait_s):
             if not os.path.isfile(path):
                 _download(url, path, prefix, say)
     except OSError as err:
@@ -87,17 +93,38 @@ def pretrained_checkpoint(say: Callable[[str], None], url: Optional[str] = None,
 
 class _download_lock:
     """An exclusive lock beside `path`, so ranks sharing a cache download once; the kernel drops it if the holder
-    dies, and the holder's reads time out, so no rank waits forever."""
+    dies, and a holder that hangs (another process on a shared cache) is waited for at most `wait_s`."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, url: str, wait_s: float):
         self.lock_path = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.lock")
+        self.url, self.wait_s = url, wait_s
 
     def __enter__(self):
+        self.fd = os.open(self.lock_path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            self._acquire()
+        except BaseException:
+            os.close(self.fd)
+            raise
+        return self
+
+    def _acquire(self) -> None:
+        """Poll a non-blocking flock: a blocking one has no timeout."""
         import fcntl
 
-        self.fd = os.open(self.lock_path, os.O_CREAT | os.O_RDWR, 0o644)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise PretrainedUnavailable(
+                        f"pretrained checkpoint {self.url}: another process held {self.lock_path} for more than "
+                        f"{self.wait_s:g}s (a hung download?); stop it or set {CACHE_ENV} to another "
+                        f"directory") from None
+                time.sleep(min(LOCK_POLL_S, remaining))
 
     def __exit__(self, *exc):
         os.close(self.fd)  # closing releases the lock; the empty lock file stays for the next run

@@ -2,6 +2,7 @@
 Plus demo-data, which is fast enough to run for real."""
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import subprocess
@@ -159,6 +160,70 @@ def test_demo_on_a_busy_metrics_port_is_one_line_and_exit_2(tmp_path, busy_port)
     result = _run("demo", "--work-dir", str(tmp_path / "demo"), "--train-per-class", "1", "--val-per-class", "1",
                   "--metrics-port", str(busy_port))
     _one_line_usage_error(result, f"port {busy_port}", "give --metrics-port 0")
+
+
+def _ipv6_listener(address: str) -> socket.socket:
+    """A listener on an IPv6 address only (IPV6_V6ONLY on): invisible to an IPv4-only check."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 in this Python")
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((address, 0))
+    except OSError as err:
+        sock.close()
+        pytest.skip(f"no IPv6 on this host ({err})")
+    sock.listen(1)
+    return sock
+
+
+def _check_exit(port: int, capsys):
+    from incv4.trainer.cli import _check_metrics_port
+
+    with pytest.raises(SystemExit) as info:
+        _check_metrics_port(port)
+    return info.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("address", ["::", "::1"])
+def test_a_metrics_port_held_on_ipv6_only_is_reported_taken(address, capsys):
+    with _ipv6_listener(address) as held:
+        port = held.getsockname()[1]
+        code, err = _check_exit(port, capsys)
+    assert code == 2
+    assert err == (f"error: cannot serve metrics on port {port}: Address already in use "
+                   f"(give --metrics-port 0 to turn metrics off)\n")
+
+
+def test_a_metrics_port_held_on_ipv4_is_reported_taken_by_the_dual_stack_check(busy_port, capsys):
+    code, err = _check_exit(busy_port, capsys)
+    assert code == 2 and err.count("\n") == 1 and f"port {busy_port}: Address already in use" in err
+
+
+def test_without_ipv6_the_check_falls_back_to_ipv4(busy_port, monkeypatch, capsys):
+    from incv4.trainer import cli
+
+    def no_ipv6(*args, **kwargs):
+        raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+
+    real_socket = socket.socket
+    monkeypatch.setattr(socket, "socket", lambda family=socket.AF_INET, *rest: (
+        no_ipv6() if family == socket.AF_INET6 else real_socket(family, *rest)))
+    code, err = _check_exit(busy_port, capsys)
+    assert code == 2 and f"port {busy_port}: Address already in use" in err
+    with socket.create_server(("127.0.0.1", 0)) as free:  # closed again before the check binds it
+        port = free.getsockname()[1]
+    assert cli._check_metrics_port(port) is None and capsys.readouterr().err == ""
+
+
+def test_a_free_metrics_port_passes_the_check_and_is_let_go(capsys):
+    from incv4.trainer.cli import _check_metrics_port
+
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    assert _check_metrics_port(port) is None and capsys.readouterr().err == ""
+    with socket.create_server(("127.0.0.1", port)):  # the check let go of it
+        pass
 
 
 def test_every_entry_point_serves_metrics_on_the_contract_port_by_default():

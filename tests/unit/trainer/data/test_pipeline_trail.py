@@ -8,6 +8,7 @@ import os
 import pytest
 from PIL import Image
 
+from incv4.trainer import contract
 from incv4.trainer.data import pipeline
 from incv4.trainer.data.folder import list_image_folder
 
@@ -36,7 +37,7 @@ def test_datasets_record_their_trail_and_the_replay_order_starts_with_the_epoch_
     data = _jpegs(tmp_path / "data", "train")
     _jpegs(tmp_path / "data", "val", per_class=2)
     trail = tmp_path / "trail.json"
-    monkeypatch.setenv(pipeline.DATA_TRAIL_ENV, str(trail))
+    monkeypatch.setenv(contract.DATA_TRAIL_ENV, str(trail))
     recipe = demo_recipe(data, batch_size=2, num_parallel_workers=1)
     dataset, _ = pipeline.create_train_dataset(recipe, rank_id=1, rank_size=2, epoch=3)
     assert pipeline.read_trail(str(trail)) == []  # nothing is recorded until an epoch's order is drawn
@@ -58,7 +59,7 @@ def test_the_replay_names_the_image_the_decoder_dies_on_and_nothing_when_none_do
                                                                                   demo_recipe):
     data = _jpegs(tmp_path / "data", "val")
     trail = tmp_path / "trail.json"
-    monkeypatch.setenv(pipeline.DATA_TRAIL_ENV, str(trail))
+    monkeypatch.setenv(contract.DATA_TRAIL_ENV, str(trail))
     pipeline.create_eval_dataset(demo_recipe(data))
     assert pipeline.find_crashing_image(str(trail)) is None  # every image decodes
     damaged = os.path.join(data, "val", "c2", "1.JPEG")

@@ -8,6 +8,7 @@ import http.server
 import os
 import socket
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -112,6 +113,62 @@ def test_an_unreachable_server_is_one_retryable_line(tmp_path):
     assert message.endswith(f"); put inception_v4-db9c45b3.ckpt into {tmp_path} or set INCV4_PRETRAINED_URL to a "
                             "mirror")
     assert "\n" not in message and os.listdir(tmp_path) == [".inception_v4-db9c45b3.ckpt.lock"]
+
+
+def _hold_lock(directory, name: str) -> int:
+    """Take the download lock as another process on the node would (flock is per open file, so a second open in
+    this process conflicts with it just the same)."""
+    import fcntl
+
+    fd = os.open(os.path.join(directory, f".{name}.lock"), os.O_CREAT | os.O_RDWR, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def test_a_lock_held_forever_is_one_retryable_line_after_the_wait(tmp_path, serve):
+    body = b"weights" * 10
+    name = _hashed_name(body)
+    server = serve({name: body})
+    holder = _hold_lock(tmp_path, name)
+    try:
+        started = time.monotonic()
+        with pytest.raises(pretrained.PretrainedUnavailable) as info:
+            pretrained.pretrained_checkpoint(lambda _line: None, server.url(name), str(tmp_path), lock_wait_s=0.3)
+        waited = time.monotonic() - started
+    finally:
+        os.close(holder)
+    assert 0.3 <= waited < 5
+    assert str(info.value) == (f"pretrained checkpoint {server.url(name)}: another process held "
+                               f"{tmp_path / f'.{name}.lock'} for more than 0.3s (a hung download?); stop it or set "
+                               f"INCV4_PRETRAINED_DIR to another directory")
+    assert server.requests == [] and os.listdir(tmp_path) == [f".{name}.lock"]  # the holder's lock file stays
+    # the failed waiter let go of its descriptor: the lock is free for the next attempt
+    assert pretrained.pretrained_checkpoint(lambda _line: None, server.url(name), str(tmp_path),
+                                            lock_wait_s=0.3) == str(tmp_path / name)
+
+
+def test_a_lock_released_within_the_wait_is_taken_and_the_holders_file_used(tmp_path, serve):
+    body = b"weights" * 10
+    name = _hashed_name(body)
+    server = serve({name: body})
+    holder = _hold_lock(tmp_path, name)
+
+    def finish_download():  # the holder writes the verified file, then lets go
+        time.sleep(0.3)
+        (tmp_path / name).write_bytes(body)
+        os.close(holder)
+
+    thread = threading.Thread(target=finish_download)
+    thread.start()
+    try:
+        path = pretrained.pretrained_checkpoint(lambda _line: None, server.url(name), str(tmp_path), lock_wait_s=30)
+    finally:
+        thread.join()
+    assert path == str(tmp_path / name) and server.requests == []  # waited, then read the holder's download
+
+
+def test_the_default_lock_wait_outlasts_the_holders_read_timeout():
+    assert pretrained.LOCK_WAIT_S > pretrained.READ_TIMEOUT_S
 
 
 def test_a_missing_file_on_the_server_names_the_http_status(tmp_path, serve):
