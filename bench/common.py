@@ -1,6 +1,7 @@
 """What every case shares: where things live, medians, subprocess workers speaking JSON lines, versions."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -9,6 +10,7 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -37,6 +39,21 @@ def emit(**record) -> None:
     """A worker's answer to its parent: one JSON object per line on stdout."""
     sys.stdout.write("@@" + json.dumps(record) + "\n")
     sys.stdout.flush()
+
+
+def worker_main(main):
+    """A worker's main(argv): an exception in it is a traceback on stderr and one `error` record for the parent,
+    and exit code 1; otherwise exit code 0."""
+    @functools.wraps(main)
+    def run(argv=None) -> int:
+        try:
+            main(argv)
+        except Exception as err:
+            traceback.print_exc()
+            emit(error=f"{type(err).__name__}: {err}")
+            return 1
+        return 0
+    return run
 
 
 # The oneDNN cap incv4's trainer sets for MindSpore's CPU convolutions (incv4.trainer.cpu_backend), given to MindCV's

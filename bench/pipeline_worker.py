@@ -12,9 +12,8 @@ import argparse
 import os
 import sys
 import time
-import traceback
 
-from bench.common import emit, peak_rss_mb
+from bench.common import emit, peak_rss_mb, worker_main
 
 SIZE, BATCH = 299, 32
 AUG = dict(scale=(0.08, 1.0), ratio=(0.75, 1.333), hflip=0.5, interpolation="bilinear", auto_augment="autoaug",
@@ -55,6 +54,7 @@ def _cpu_seconds() -> float:
     return t.user + t.system
 
 
+@worker_main
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--side", required=True,
@@ -63,35 +63,29 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, required=True)
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args(argv)
-    try:
-        import mindspore as ms
+    import mindspore as ms
 
-        ms.set_seed(0)
-        if args.side == "incv4-float":
-            dataset = incv4_pipeline(args.data_dir, args.workers, normalize=True)
-        else:
-            build = {"incv4": incv4_pipeline, "mindcv": mindcv_pipeline}[args.side]
-            dataset = build(args.data_dir, args.workers)
-        images, first, start, shape = 0, True, None, None
-        iterator = dataset.create_tuple_iterator(num_epochs=args.epochs, output_numpy=True)
-        t0 = time.perf_counter()
-        for _ in range(args.epochs):
-            for batch in iterator:
-                if first:  # pipeline start-up (threads, first decode) is not throughput
-                    start, first, shape = time.perf_counter(), False, list(batch[0].shape)
-                    cpu0 = _cpu_seconds()
-                    continue
-                images += batch[0].shape[0]
-        elapsed = time.perf_counter() - start
-        cpu = _cpu_seconds() - cpu0
-        emit(images=images, seconds=elapsed, images_per_s=images / elapsed, cpu_s=cpu,
-             images_per_cpu_s=images / cpu if cpu > 0 else None, first_batch_s=start - t0,
-             batch_shape=shape, dtype=str(batch[0].dtype), peak_rss_mb=peak_rss_mb())
-    except Exception as err:
-        traceback.print_exc()
-        emit(error=f"{type(err).__name__}: {err}")
-        return 1
-    return 0
+    ms.set_seed(0)
+    if args.side == "incv4-float":
+        dataset = incv4_pipeline(args.data_dir, args.workers, normalize=True)
+    else:
+        build = {"incv4": incv4_pipeline, "mindcv": mindcv_pipeline}[args.side]
+        dataset = build(args.data_dir, args.workers)
+    images, first, start, shape = 0, True, None, None
+    iterator = dataset.create_tuple_iterator(num_epochs=args.epochs, output_numpy=True)
+    t0 = time.perf_counter()
+    for _ in range(args.epochs):
+        for batch in iterator:
+            if first:  # pipeline start-up (threads, first decode) is not throughput
+                start, first, shape = time.perf_counter(), False, list(batch[0].shape)
+                cpu0 = _cpu_seconds()
+                continue
+            images += batch[0].shape[0]
+    elapsed = time.perf_counter() - start
+    cpu = _cpu_seconds() - cpu0
+    emit(images=images, seconds=elapsed, images_per_s=images / elapsed, cpu_s=cpu,
+         images_per_cpu_s=images / cpu if cpu > 0 else None, first_batch_s=start - t0,
+         batch_shape=shape, dtype=str(batch[0].dtype), peak_rss_mb=peak_rss_mb())
 
 
 if __name__ == "__main__":

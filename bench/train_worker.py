@@ -19,9 +19,8 @@ import argparse
 import os
 import sys
 import time
-import traceback
 
-from bench.common import MINDSPORE_CPU_ENV, emit, peak_rss_mb
+from bench.common import MINDSPORE_CPU_ENV, emit, peak_rss_mb, worker_main
 
 STEPS_PER_EPOCH = 10  # only shapes the lr schedule; the same list length on every side
 RECIPE = dict(lr=0.045, min_lr=0.0, warmup_epochs=5, decay_epochs=195, epoch_size=200, momentum=0.9,
@@ -179,18 +178,13 @@ def serve(one_step) -> None:
             return
 
 
+@worker_main
 def main(argv=None):
     args = argument_parser().parse_args(argv)
-    try:
-        t0 = time.perf_counter()
-        one_step, info = BUILDERS[args.side](args)  # info: settings worth recording with the figures
-        emit(event="ready", build_s=time.perf_counter() - t0, **info)
-        serve(one_step)
-    except Exception as err:
-        traceback.print_exc()
-        emit(error=f"{type(err).__name__}: {err}")
-        return 1
-    return 0
+    t0 = time.perf_counter()
+    one_step, info = BUILDERS[args.side](args)  # info: settings worth recording with the figures
+    emit(event="ready", build_s=time.perf_counter() - t0, **info)
+    serve(one_step)
 
 
 if __name__ == "__main__":

@@ -66,6 +66,29 @@ def shared_schemas() -> pathlib.Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def demo_data(tmp_path_factory):
+    """A tiny demo data set (3 classes, 2 train and 1 val image each) made by `incv4 demo-data`, one per module."""
+    from click.testing import CliRunner
+
+    from incv4.operator.cli import main
+
+    out = tmp_path_factory.mktemp("demo") / "data"
+    result = CliRunner().invoke(main, ["demo-data", str(out), "--train-per-class", "2", "--val-per-class", "1",
+                                       "--num-classes", "3"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture
+def fast_backoff(monkeypatch):
+    """The cluster client's retries with short waits: real backoff waits 0.5-8 s; the behaviour under test is the
+    same with short waits. Cluster-client test modules take it for every test (pytest.mark.usefixtures)."""
+    from incv4.operator import cluster as cluster_mod
+
+    monkeypatch.setattr(cluster_mod.Retry, "BASE_DELAY", 0.01)
+
+
 @pytest.fixture
 def pynative():
     """Run a test in PyNative mode (no graph compile), restoring the previous mode after it."""

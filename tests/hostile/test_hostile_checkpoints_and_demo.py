@@ -30,15 +30,6 @@ def _one_line_error(result_or_stderr, exit_code, actual_code, *fragments) -> str
     return lines[0]
 
 
-@pytest.fixture(scope="module")
-def demo_data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("hostile") / "data"
-    result = CliRunner().invoke(main, ["demo-data", str(out), "--train-per-class", "2", "--val-per-class", "1",
-                                       "--num-classes", "3"])
-    assert result.exit_code == 0, result.output
-    return out
-
-
 # -- item 2 ---------------------------------------------------------------------------------------------------------
 
 def test_item2_manifest_names_outside_the_folder_are_never_deleted(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from fake_apiserver import FakeApiServer, SilentServer, status_error
+from fake_apiserver import SilentServer, serving, status_error
 from incv4.operator import cluster as cluster_mod
 from incv4.operator.cli import main
 from incv4.operator.render import render_all
@@ -25,17 +25,13 @@ TIMEOUT = 2
 MARGIN = 5
 
 
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch):
-    monkeypatch.setattr(cluster_mod.Retry, "BASE_DELAY", 0.01)
+pytestmark = pytest.mark.usefixtures("fast_backoff")
 
 
 @pytest.fixture
 def api(tmp_path):
-    with FakeApiServer() as server:
-        server.kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig", namespace="team-a")
+    with serving(tmp_path / "kubeconfig") as server:
         yield server
-    assert server.handler_errors == [], "the stand-in API server failed on a request"
 
 
 def run(*args, kubeconfig=None):

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from jpegs import damage_jpeg as _damage, noise_jpegs
 from incv4.operator.cli import main
 from incv4.trainer import recipe as recipes
 
@@ -167,24 +168,26 @@ def test_item7_empty_train_folder_says_so_before_mindspore_loads(tmp_path):
 # Item 5: silently wrong validation numbers
 
 
-def test_item5_val_classes_missing_from_train_are_refused_in_train_and_validate(tmp_path, checkpoint_file):
-    names = [f"c{i}" for i in range(10)]
-    data = _image_folder(tmp_path / "data", {"train": names[:8], "val": names})
-    expected = f"error: data: {data}/val/ has classes not in {data}/train/: c8, c9"
+def _refused_in_train_and_validate(data, checkpoint_file, expected):
+    """train and validate on `data` both end in the one line `expected`, exit 2."""
     result = CliRunner().invoke(main, [*TRAIN, "--data-dir", data])
     assert _one_line_exit_2(result.exit_code, result.stderr) == expected
     result = CliRunner().invoke(main, ["validate", "-c", DEMO, "--data-dir", data, "--ckpt-path", checkpoint_file])
     assert _one_line_exit_2(result.exit_code, result.stderr) == expected
+
+
+def test_item5_val_classes_missing_from_train_are_refused_in_train_and_validate(tmp_path, checkpoint_file):
+    names = [f"c{i}" for i in range(10)]
+    data = _image_folder(tmp_path / "data", {"train": names[:8], "val": names})
+    expected = f"error: data: {data}/val/ has classes not in {data}/train/: c8, c9"
+    _refused_in_train_and_validate(data, checkpoint_file, expected)
 
 
 def test_item5_more_classes_than_num_classes_are_refused_in_train_and_validate(tmp_path, checkpoint_file):
     names = [f"c{i:02d}" for i in range(12)]
     data = _image_folder(tmp_path / "data", {"train": names, "val": names})
     expected = f"error: data: {data}/train/ has 12 classes but num_classes is 10"
-    result = CliRunner().invoke(main, [*TRAIN, "--data-dir", data])
-    assert _one_line_exit_2(result.exit_code, result.stderr) == expected
-    result = CliRunner().invoke(main, ["validate", "-c", DEMO, "--data-dir", data, "--ckpt-path", checkpoint_file])
-    assert _one_line_exit_2(result.exit_code, result.stderr) == expected
+    _refused_in_train_and_validate(data, checkpoint_file, expected)
 
 
 def test_item5_validate_without_a_train_split_needs_val_to_hold_all_num_classes(tmp_path, checkpoint_file):
@@ -209,21 +212,9 @@ def test_item5_matching_splits_and_fewer_classes_than_num_classes_still_pass_the
 # Item 1 (the data check's part): a damaged JPEG the decoder would die on
 
 
-def _damage(path):
-    """The issue's case: the JPEG's first 300 bytes, then the end-of-image marker."""
-    with open(path, "rb") as fh:
-        head = fh.read(300)
-    with open(path, "wb") as fh:
-        fh.write(head + b"\xff\xd9")
-
-
 def _jpeg_folder(root, splits=("train", "val")):
     for split in splits:
-        for c in range(10):
-            os.makedirs(os.path.join(root, split, f"c{c}"))
-            for i in range(2):
-                noise = Image.frombytes("RGB", (48, 48), os.urandom(48 * 48 * 3))
-                noise.save(os.path.join(root, split, f"c{c}", f"{i}.JPEG"), "JPEG")
+        noise_jpegs(root, split)
     return str(root)
 
 

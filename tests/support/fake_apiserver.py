@@ -29,6 +29,7 @@ Every request must carry `Authorization: Bearer <token>` (else 401), so tests pr
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import re
@@ -117,6 +118,16 @@ class SilentServer:
 
     def __exit__(self, *exc):
         self._sock.close()
+
+
+@contextlib.contextmanager
+def serving(kubeconfig_path, namespace: str = "team-a"):
+    """A started FakeApiServer with a kubeconfig for it written at `kubeconfig_path` (its path in `.kubeconfig`), for
+    the tests' `api` fixtures; when it stops, any error of the fake's own in handling a request fails the test."""
+    with FakeApiServer() as server:
+        server.kubeconfig = server.write_kubeconfig(kubeconfig_path, namespace=namespace)
+        yield server
+    assert server.handler_errors == [], "the stand-in API server failed on a request"
 
 
 class FakeApiServer:
@@ -413,27 +424,17 @@ def _handler(server: FakeApiServer):
         # ---- plumbing ----------------------------------------------------------------------------------------
 
         def _send_json(self, code: int, body: dict):
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self._send_raw(code, json.dumps(body).encode())
 
-        def _send_raw(self, code: int, data: bytes):
+        def _send_raw(self, code: int, data: bytes, content_type: str = "application/json"):
             self.send_response(code)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
 
         def _send_text(self, code: int, text: str):
-            data = text.encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self._send_raw(code, text.encode(), "text/plain; charset=utf-8")
 
         def _error(self, code: int, message: str, reason: str = None, details: dict = None):
             self._send_json(code, status_error(code, reason or REASONS.get(code, "Unknown"), message, details))

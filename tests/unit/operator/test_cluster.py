@@ -13,7 +13,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from fake_apiserver import FakeApiServer, status_error
+from fake_apiserver import serving, status_error
 from incv4.operator import cluster as cluster_mod
 from incv4.operator.cli import main
 from incv4.operator.render import render_all
@@ -25,21 +25,16 @@ SPEC = ["--name", "run1", "--image", "registry.example.com/incv4:0.1.0", "--data
 # stand-in cluster has no Volcano, queue or nodes, so incv4 doctor's checks would stop them first.
 
 
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch):
-    """Real backoff waits 0.5-8 s; the behaviour under test is the same with short waits."""
-    monkeypatch.setattr(cluster_mod.Retry, "BASE_DELAY", 0.01)
+pytestmark = pytest.mark.usefixtures("fast_backoff")
 
 
 @pytest.fixture
 def api(tmp_path):
-    with FakeApiServer() as server:
-        server.kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig", namespace="team-a")
+    with serving(tmp_path / "kubeconfig") as server:
         server.outputs = []  # everything the CLI printed, for the token check
         yield server
-    everything = "\n".join(server.outputs)
-    assert server.token not in everything, "the kubeconfig's bearer token was printed"
-    assert server.handler_errors == [], "the stand-in API server failed on a request"
+        everything = "\n".join(server.outputs)
+        assert server.token not in everything, "the kubeconfig's bearer token was printed"
 
 
 def cli(api, *args):

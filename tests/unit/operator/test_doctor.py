@@ -7,8 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from fake_apiserver import FakeApiServer
-from incv4.operator import cluster as cluster_mod
+from fake_apiserver import serving
 from incv4.operator import doctor_checks as checks
 from incv4.operator.cli import main
 
@@ -18,9 +17,7 @@ CHECKS = ("volcano-crds", "volcano-scheduler", "queue", "nodes", "npu-plugin", "
           "pvc-dataset", "pvc-ckpt", "pod-security")
 
 
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch):
-    monkeypatch.setattr(cluster_mod.Retry, "BASE_DELAY", 0.01)
+pytestmark = pytest.mark.usefixtures("fast_backoff")
 
 
 def rendered(*args) -> list:
@@ -37,11 +34,9 @@ def job_of(*args) -> dict:
 
 @pytest.fixture
 def api(tmp_path):
-    with FakeApiServer() as server:
-        server.kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig", namespace="team-a")
+    with serving(tmp_path / "kubeconfig") as server:
         server.healthy_cluster("team-a", job_of(*SPEC))
         yield server
-    assert server.handler_errors == [], "the stand-in API server failed on a request"
 
 
 def doctor(api, *args):

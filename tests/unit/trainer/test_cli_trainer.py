@@ -16,15 +16,6 @@ from incv4.operator.cli import main
 DEMO = "configs/inception_v4_cpu_demo.yaml"
 
 
-@pytest.fixture(scope="module")
-def demo_data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cli") / "data"
-    result = CliRunner().invoke(main, ["demo-data", str(out), "--train-per-class", "2", "--val-per-class", "1",
-                                       "--num-classes", "3"])
-    assert result.exit_code == 0, result.output
-    return out
-
-
 def _one_line_usage_error(result, *fragments):
     assert result.exit_code == 2, result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]

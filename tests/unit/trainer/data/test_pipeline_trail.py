@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from PIL import Image
 
+from jpegs import damage_jpeg as _damage, noise_jpegs
 from incv4.trainer import contract
 from incv4.trainer.data import pipeline
 from incv4.trainer.data.folder import list_image_folder
@@ -16,20 +16,7 @@ pytest.importorskip("mindspore", reason="the data pipelines need MindSpore (pip 
 
 
 def _jpegs(root, split, classes=3, per_class=4):
-    for c in range(classes):
-        os.makedirs(os.path.join(root, split, f"c{c}"), exist_ok=True)
-        for i in range(per_class):
-            noise = Image.frombytes("RGB", (40, 40), os.urandom(40 * 40 * 3))
-            noise.save(os.path.join(root, split, f"c{c}", f"{i}.JPEG"), "JPEG")
-    return str(root)
-
-
-def _damage(path):
-    """The issue's case: the JPEG's first 300 bytes, then the end-of-image marker (MindSpore's decoder: SIGFPE)."""
-    with open(path, "rb") as fh:
-        head = fh.read(300)
-    with open(path, "wb") as fh:
-        fh.write(head + b"\xff\xd9")
+    return noise_jpegs(root, split, classes=classes, per_class=per_class, size=40)
 
 
 def test_datasets_record_their_trail_and_the_replay_order_starts_with_the_epoch_being_read(tmp_path, monkeypatch,

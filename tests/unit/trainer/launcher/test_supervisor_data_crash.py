@@ -11,8 +11,8 @@ import subprocess
 import sys
 
 import pytest
-from PIL import Image
 
+from jpegs import damage_jpeg, noise_jpegs
 from incv4.trainer import contract
 from incv4.trainer.launcher.supervisor import Launcher, data_crash_line
 from incv4.trainer.launcher.topology import Topology
@@ -59,16 +59,9 @@ def _guarded(*args):
 
 
 def _damaged_split(root, split):
-    for c in range(10):
-        os.makedirs(os.path.join(root, split, f"c{c}"))
-        for i in range(2):
-            Image.frombytes("RGB", (48, 48), os.urandom(48 * 48 * 3)).save(
-                os.path.join(root, split, f"c{c}", f"{i}.JPEG"), "JPEG")
+    noise_jpegs(root, split)
     damaged = os.path.join(root, split, "c8", "1.JPEG")
-    with open(damaged, "rb") as fh:
-        head = fh.read(300)
-    with open(damaged, "wb") as fh:
-        fh.write(head + b"\xff\xd9")  # issue 19's damaged JPEG: MindSpore's decoder dies with SIGFPE
+    damage_jpeg(damaged)  # issue 19's damaged JPEG: MindSpore's decoder dies with SIGFPE
     return str(root), damaged
 
 

@@ -8,21 +8,10 @@ import pytest
 ms = pytest.importorskip("mindspore")
 from mindspore import nn  # noqa: E402
 
+from tiny_nets import TinyConvNet as Tiny  # noqa: E402
+
 from incv4.trainer.model.finetune import load_finetune_weights  # noqa: E402
 from incv4.trainer.recipe import RecipeError  # noqa: E402
-
-
-class Tiny(nn.Cell):
-    def __init__(self, classes=5):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, has_bias=False)
-        self.bn = nn.BatchNorm2d(4)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten()
-        self.fc = nn.Dense(4, classes)
-
-    def construct(self, x):
-        return self.fc(self.flatten(self.pool(self.bn(self.conv(x)))))
 
 
 def test_finetuning_loads_matching_weights_and_reinitialises_a_different_classifier(tmp_path):

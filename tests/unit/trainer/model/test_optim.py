@@ -12,6 +12,8 @@ import pytest
 
 ms = pytest.importorskip("mindspore", reason="the optimizer tests need MindSpore (pip install -e '.[train]')")
 
+from tiny_nets import TinyDenseBn  # noqa: E402
+
 from incv4.trainer.model import optim
 from incv4.trainer import recipe as recipes  # noqa: E402
 from incv4.trainer.recipe import RecipeError  # noqa: E402
@@ -138,17 +140,6 @@ def test_other_settings_equal_mindcv_at_every_step(keys):
 # ------------------------------------------------------------------------------------------------------------
 # optimizer
 
-class _Tiny(ms.nn.Cell):
-    """A Dense layer and a BatchNorm: parameters 0.weight, 0.bias, 1.gamma, 1.beta (plus BN statistics)."""
-
-    def __init__(self):
-        super().__init__()
-        self.layers = ms.nn.SequentialCell([ms.nn.Dense(3, 2), ms.nn.BatchNorm1d(2)])
-
-    def construct(self, x):
-        return self.layers(x)
-
-
 def _values(net):
     return {p.name: p.asnumpy().copy() for p in net.trainable_params()}
 
@@ -160,7 +151,7 @@ def _step(net, optimizer, grads):
 
 def test_weight_decay_skips_bn_and_bias(pynative):
     """With zero gradients only weight decay moves parameters: conv/dense weights shrink, gamma/beta/bias do not."""
-    net = _Tiny()
+    net = TinyDenseBn()
     r = _recipe(opt="momentum", momentum=0.9, weight_decay=0.1, loss_scale=1.0, weight_decay_filter="norm_and_bias")
     before = _values(net)
     opt = optim.create_optimizer(net, r, 0.5)
@@ -173,7 +164,7 @@ def test_weight_decay_skips_bn_and_bias(pynative):
 @pytest.mark.parametrize("keys", [{}, {"filter_bias_and_bn": False}, {"weight_decay_filter": "disable"}],
                          ids=["mindcv-0.3-default", "filter_bias_and_bn-false", "disable"])
 def test_without_filter_everything_decays(pynative, keys):
-    net = _Tiny()
+    net = TinyDenseBn()
     r = _recipe(opt="momentum", weight_decay=0.1, **keys)
     before = _values(net)
     after = _step(net, optim.create_optimizer(net, r, 0.5), [np.zeros_like(v) for v in before.values()])
@@ -182,7 +173,7 @@ def test_without_filter_everything_decays(pynative, keys):
 
 
 def test_fixed_loss_scale_divides_gradients_and_momentum_accumulates(pynative):
-    net = _Tiny()
+    net = TinyDenseBn()
     r = _recipe(opt="momentum", momentum=0.9, weight_decay=0.0, loss_scale=1024.0)
     before = _values(net)
     grads = [np.full_like(v, 1024.0) for v in before.values()]  # = gradient 1.0 once unscaled
@@ -196,7 +187,7 @@ def test_fixed_loss_scale_divides_gradients_and_momentum_accumulates(pynative):
 
 
 def test_nesterov_and_sgd(pynative):
-    net = _Tiny()
+    net = TinyDenseBn()
     opt = optim.create_optimizer(net, _recipe(opt="momentum", use_nesterov=True), 0.1)
     assert isinstance(opt, ms.nn.Momentum) and opt.use_nesterov
     opt = optim.create_optimizer(net, _recipe(opt="sgd", use_nesterov=True, momentum=0.9), 0.1)
@@ -243,8 +234,8 @@ def test_same_step_as_mindcv_optimizer(pynative):
     r = _recipe(opt="momentum", momentum=0.9, weight_decay=0.01, loss_scale=8.0, use_nesterov=True,
                 weight_decay_filter="norm_and_bias")
     ms.set_seed(0)
-    ours_net = _Tiny()
-    theirs_net = _Tiny()
+    ours_net = TinyDenseBn()
+    theirs_net = TinyDenseBn()
     for mine, other in zip(ours_net.get_parameters(), theirs_net.get_parameters()):
         other.set_data(ms.Tensor(mine.asnumpy().copy()))  # a copy: load_param_into_net would share the buffers
     lrs = [0.1, 0.05, 0.02]
@@ -278,7 +269,7 @@ def test_optimizer_loss_scale_follows_mindcv(keys, expected):
 @pytest.mark.parametrize("name", ["adam", "adamw", "lamb"])
 def test_unsupported_optimizer_names_the_key(pynative, name):
     with pytest.raises(RecipeError) as err:
-        optim.create_optimizer(_Tiny(), _recipe(opt=name), 0.1)
+        optim.create_optimizer(TinyDenseBn(), _recipe(opt=name), 0.1)
     message = str(err.value)
     assert message.startswith("recipe key 'opt':") and name in message and "\n" not in message
 

@@ -115,19 +115,10 @@ def test_groups_equal_mindcvs_init_group_params(inception):
 # the same steps as MindCV's optimizer (auto hands weight decay to MindSpore's own filter)
 
 def _tiny():
-    ms = _ms()
+    _ms()
+    from tiny_nets import TinyDenseBn
 
-    class Tiny(ms.nn.Cell):
-        """Dense + BatchNorm: parameters layers.0.weight, layers.0.bias, layers.1.gamma, layers.1.beta."""
-
-        def __init__(self):
-            super().__init__()
-            self.layers = ms.nn.SequentialCell([ms.nn.Dense(3, 2), ms.nn.BatchNorm1d(2)])
-
-        def construct(self, x):
-            return self.layers(x)
-
-    return Tiny()
+    return TinyDenseBn()
 
 
 def _values(net):

@@ -65,6 +65,24 @@ def _hashed_name(body: bytes, model="inception_v4") -> str:
     return f"{model}-{hashlib.sha256(body).hexdigest()[:8]}.ckpt"
 
 
+def _publish(serve, body: bytes):
+    """A server with `body` under its MindCV-style hashed name: (the server, the name)."""
+    name = _hashed_name(body)
+    return serve({name: body}), name
+
+
+def _publish_checkpoint(net, path, serve, monkeypatch, cache):
+    """`net` saved as a checkpoint at `path` and published (_publish), with pretrained's URL and cache directory set
+    to it and `cache`: (the server, the name)."""
+    import mindspore as ms
+
+    ms.save_checkpoint(net, str(path))
+    server, name = _publish(serve, path.read_bytes())
+    monkeypatch.setenv(pretrained.URL_ENV, server.url(name))
+    monkeypatch.setenv(pretrained.CACHE_ENV, str(cache))
+    return server, name
+
+
 def test_mindcvs_url_and_cache_are_the_defaults(monkeypatch):
     monkeypatch.delenv(pretrained.URL_ENV, raising=False)
     monkeypatch.delenv(pretrained.CACHE_ENV, raising=False)
@@ -79,8 +97,7 @@ def test_mindcvs_url_and_cache_are_the_defaults(monkeypatch):
 
 def test_downloads_once_verifies_and_then_uses_the_cache(tmp_path, serve):
     body = b"weights" * 1000
-    name = _hashed_name(body)
-    server, lines = serve({name: body}), []
+    (server, name), lines = _publish(serve, body), []
     path = pretrained.pretrained_checkpoint(lines.append, server.url(name), str(tmp_path))
     assert path == str(tmp_path / name) and (tmp_path / name).read_bytes() == body
     assert pretrained.pretrained_checkpoint(lines.append, server.url(name), str(tmp_path)) == path
@@ -127,8 +144,7 @@ def _hold_lock(directory, name: str) -> int:
 
 def test_a_lock_held_forever_is_one_retryable_line_after_the_wait(tmp_path, serve):
     body = b"weights" * 10
-    name = _hashed_name(body)
-    server = serve({name: body})
+    server, name = _publish(serve, body)
     holder = _hold_lock(tmp_path, name)
     try:
         started = time.monotonic()
@@ -149,8 +165,7 @@ def test_a_lock_held_forever_is_one_retryable_line_after_the_wait(tmp_path, serv
 
 def test_a_lock_released_within_the_wait_is_taken_and_the_holders_file_used(tmp_path, serve):
     body = b"weights" * 10
-    name = _hashed_name(body)
-    server = serve({name: body})
+    server, name = _publish(serve, body)
     holder = _hold_lock(tmp_path, name)
 
     def finish_download():  # the holder writes the verified file, then lets go
@@ -208,20 +223,15 @@ def test_combinations_mindcv_refuses(raw, message):
 def test_loads_as_mindcvs_load_pretrained(tmp_path, serve, monkeypatch):
     """MindCV's published-shape checkpoint (1000 classes, 3 channels) into a 10-class, 1-channel network: the
     same weights as MindCV's load_pretrained gives its own network from the same file."""
-    ms = pytest.importorskip("mindspore")
+    pytest.importorskip("mindspore")
     helpers = pytest.importorskip("mindcv.models.helpers", reason="mindcv==0.3.0 is the oracle")
     download = pytest.importorskip("mindcv.utils.download")
     from mindcv.models import inception_v4 as mindcv_inception_v4
 
     from incv4.trainer.model.inception_v4 import inception_v4
 
-    source = tmp_path / "source.ckpt"
-    ms.save_checkpoint(mindcv_inception_v4(), str(source))
-    body = source.read_bytes()
-    name = _hashed_name(body)
-    server = serve({name: body})
-    monkeypatch.setenv(pretrained.URL_ENV, server.url(name))
-    monkeypatch.setenv(pretrained.CACHE_ENV, str(tmp_path / "ours"))
+    server, name = _publish_checkpoint(mindcv_inception_v4(), tmp_path / "source.ckpt", serve, monkeypatch,
+                                       tmp_path / "ours")
     ours, lines = inception_v4(num_classes=10, in_channels=1), []
     fresh_classifier = ours.classifier.weight.asnumpy().copy()
     pretrained.load_pretrained(ours, 10, 1, lines.append)
@@ -246,20 +256,15 @@ def test_validate_with_pretrained_and_no_checkpoint_evaluates_the_published_weig
                                                                                      pynative):
     """MindCV's validate.py with pretrained: True and no ckpt_path evaluates the published weights; an unreachable
     server is a ValidateError (one line, exit 1) there."""
-    ms = pytest.importorskip("mindspore")
+    pytest.importorskip("mindspore")
     from incv4.trainer import recipe as rc
     from incv4.trainer.data.demo import write_demo_dataset
     from incv4.trainer.model.inception_v4 import inception_v4
     from incv4.trainer.training import evaluate
 
     write_demo_dataset(str(tmp_path / "data"), num_classes=3, train_per_class=1, val_per_class=1)
-    source = tmp_path / "published.ckpt"
-    ms.save_checkpoint(inception_v4(), str(source))
-    body = source.read_bytes()
-    name = _hashed_name(body)
-    server = serve({name: body})
-    monkeypatch.setenv(pretrained.URL_ENV, server.url(name))
-    monkeypatch.setenv(pretrained.CACHE_ENV, str(tmp_path / "cache"))
+    server, name = _publish_checkpoint(inception_v4(), tmp_path / "published.ckpt", serve, monkeypatch,
+                                       tmp_path / "cache")
     recipe = rc.load(rc.shipped_path("inception_v4_cpu_demo.yaml"), ["pretrained=true", "num_classes=3", "mode=1"],
                      data_dir=str(tmp_path / "data"))
     lines = []

@@ -11,49 +11,24 @@ ms = pytest.importorskip("mindspore")
 train_step_mod = pytest.importorskip("mindcv.utils.train_step", reason="mindcv==0.3.0 (the dev extra) is the oracle")
 from mindspore import nn  # noqa: E402
 
-from training_nan import GAIN_NAME, LossWithGain  # noqa: E402
+from tiny_nets import TinyConvNet, network_values as _values, tiny_batch as _batch  # noqa: E402
+from training_nan import LossWithGain  # noqa: E402
 
 from incv4.trainer.training import step as step_mod  # noqa: E402
 
 STEPS = 4
 
 
-class Tiny(nn.Cell):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, has_bias=False)
-        self.bn = nn.BatchNorm2d(4, momentum=0.9)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten()
-        self.fc = nn.Dense(4, 5)
-
-    def construct(self, x):
-        return self.fc(self.flatten(self.pool(self.bn(self.conv(x)))))
-
-
 def _pair():
     """Two copies of one network, each with its momentum optimizer (constant lr) and gain-able loss."""
     ms.set_seed(3)
-    ours, theirs = Tiny(), Tiny()
+    ours, theirs = TinyConvNet(), TinyConvNet()
     ms.load_param_into_net(theirs, {p.name: ms.Parameter(p.data.copy(), p.name) for p in ours.get_parameters()})
     made = []
     for net in (ours, theirs):
         optimizer = nn.Momentum(net.trainable_params(), learning_rate=0.1, momentum=0.9)
         made.append((net, optimizer, LossWithGain(nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"))))
     return made
-
-
-def _batch(index):
-    rng = np.random.default_rng(index)
-    return (ms.Tensor(rng.normal(size=(8, 3, 8, 8)).astype(np.float32)),
-            ms.Tensor(rng.integers(0, 5, size=8).astype(np.int32)))
-
-
-def _values(cell, prefix=""):
-    """The network's values by name; MindCV's accumulation cell renames the weights `optimizer.<name>`, and the
-    test's loss gain is no network parameter."""
-    values = {p.name.replace("optimizer.", ""): p.asnumpy().copy() for p in cell.get_parameters()}
-    return {name: v for name, v in values.items() if name.startswith(prefix) and GAIN_NAME not in name}
 
 
 def _run_both(extras, mindcv_kwargs, loss_scale=1.0, nan_at=(), scale_sense=None):

@@ -26,7 +26,8 @@ train_step_mod = pytest.importorskip("mindcv.utils.train_step", reason="mindcv==
 from mindspore import nn  # noqa: E402
 from mindspore.nn.wrap import loss_scale as loss_scale_mod  # noqa: E402
 
-from training_nan import GAIN_NAME, LossWithGain  # noqa: E402
+from tiny_nets import TinyConvNet, network_values as _values, tiny_batch as _batch  # noqa: E402
+from training_nan import LossWithGain  # noqa: E402
 
 from incv4.trainer.training import step as step_mod  # noqa: E402
 
@@ -39,38 +40,12 @@ EMA_DECAY = 0.9999
 LR = [0.1] * 16
 
 
-class _Tiny(nn.Cell):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, has_bias=False)
-        self.bn = nn.BatchNorm2d(4, momentum=0.9)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten()
-        self.fc = nn.Dense(4, 5)
-
-    def construct(self, x):
-        return self.fc(self.flatten(self.pool(self.bn(self.conv(x)))))
-
-
 class _MindcvOnCpu(train_step_mod.TrainStep):
     """MindCV's TrainStep with MindSpore's infnan overflow check in place of the NPU float status."""
 
     def get_overflow_status(self, status, compute_output):
         return self._get_distributed_overflow_status_on_infnan_mode(loss_scale_mod._ascend_grad_overflow,
                                                                     compute_output)
-
-
-def _batch(index):
-    rng = np.random.default_rng(index)
-    return (ms.Tensor(rng.normal(size=(8, 3, 8, 8)).astype(np.float32)),
-            ms.Tensor(rng.integers(0, 5, size=8).astype(np.int32)))
-
-
-def _values(cell, prefix):
-    """Parameter values by name (MindCV's accumulation cell renames the weights `optimizer.<name>`), the test's
-    loss gain left out."""
-    values = {p.name.replace("optimizer.", ""): p.asnumpy().copy() for p in cell.get_parameters()}
-    return {name: v for name, v in values.items() if name.startswith(prefix) and GAIN_NAME not in name}
 
 
 def _assert_same(ours: dict, theirs: dict, what: str):
@@ -82,7 +57,7 @@ def _assert_same(ours: dict, theirs: dict, what: str):
 def _both(accumulation_steps):
     ms.set_context(mode=ms.GRAPH_MODE)
     ms.set_seed(3)
-    ours_net, theirs_net = _Tiny(), _Tiny()
+    ours_net, theirs_net = TinyConvNet(), TinyConvNet()
     ms.load_param_into_net(theirs_net, {p.name: ms.Parameter(p.data.copy(), p.name)
                                         for p in ours_net.get_parameters()})
     ours_loss, theirs_loss = (LossWithGain(nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"))

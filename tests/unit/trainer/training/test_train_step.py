@@ -9,22 +9,10 @@ import pytest
 ms = pytest.importorskip("mindspore")
 from mindspore import nn  # noqa: E402
 
+from tiny_nets import TinyConvNet  # noqa: E402
 from training_nan import LossWithGain  # noqa: E402
 
 from incv4.trainer.training.step import build_train_step  # noqa: E402
-
-
-class Tiny(nn.Cell):
-    def __init__(self, bn_momentum=0.9997):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, has_bias=False)
-        self.bn = nn.BatchNorm2d(4, momentum=bn_momentum)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten()
-        self.fc = nn.Dense(4, 5)
-
-    def construct(self, x):
-        return self.fc(self.flatten(self.pool(self.bn(self.conv(x)))))
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["gradients-checked", "loss-checked"])
@@ -32,7 +20,7 @@ def step_and_net(request):
     """Both finiteness checks: every gradient (float16 runs) or the loss (float32 runs)."""
     ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
     ms.set_seed(1)
-    net = Tiny()
+    net = TinyConvNet(bn_momentum=0.9997)
     optimizer = nn.Momentum(net.trainable_params(), learning_rate=0.1, momentum=0.9)
     loss = LossWithGain(nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"))
     step = build_train_step(net, loss, optimizer, loss_scale=1.0, rank_size=1, check_gradients=request.param)
