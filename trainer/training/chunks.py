@@ -11,6 +11,7 @@ stop flag after the same step and all of them stop together at a chunk's end."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 # The longest chunk. A SIGTERM is honoured at the end of the chunk after the one it landed in (the step that
 # carries the flag belongs to the next chunk at worst): at most 2 x 50 steps, 8.1 s at the seed's 80.97 ms/step,
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 MAX_CHUNK_STEPS = 50
 
 
-def next_chunk_steps(step_in_epoch: int, steps_per_epoch: int, log_interval: int, first: bool) -> int:
+def next_chunk_steps(step_in_epoch: int, steps_per_epoch: int, log_interval: Optional[int], first: bool) -> int:
     """The steps of the next chunk: it ends at the next progress line (a multiple of log_interval within the
     epoch), at the epoch's end, or after MAX_CHUNK_STEPS, whichever comes first. The first chunk of a (re)start is
     one step, the one that compiles the graph, so its time is the compile's."""
@@ -26,7 +27,7 @@ def next_chunk_steps(step_in_epoch: int, steps_per_epoch: int, log_interval: int
     if first:
         return min(1, left)
     steps = min(left, MAX_CHUNK_STEPS)
-    if log_interval > 0:
+    if log_interval:  # 0 or null: no progress lines
         steps = min(steps, log_interval - step_in_epoch % log_interval)
     return steps
 

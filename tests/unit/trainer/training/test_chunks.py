@@ -34,6 +34,7 @@ from incv4.trainer.training.stop import StopRequest  # noqa: E402
     (96, 100, 7, False, 2),  # line at 98 (a multiple of 7 within the epoch)
     (0, 5004, 100, False, MAX_CHUNK_STEPS),  # MindCV's log_interval 100: never longer than the SIGTERM budget
     (0, 5004, 0, False, MAX_CHUNK_STEPS),  # no progress lines
+    (0, 5004, None, False, MAX_CHUNK_STEPS),  # log_interval: null, which the recipe accepts
     (5000, 5004, 0, False, 4),
 ])
 def test_the_chunk_plan(step_in_epoch, steps_per_epoch, log_interval, first, steps):

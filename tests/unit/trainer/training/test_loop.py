@@ -223,3 +223,12 @@ def test_nan_steps_in_a_row_within_a_chunk_end_the_run_at_the_chunks_end(monkeyp
     assert [line for line in err if line.startswith("error: ")] == [
         "error: training diverged: 2 non-finite steps in a row (max_nonfinite_steps 2) by step 5; stopping "
         "without saving (the last checkpoint is the last good state)"]
+
+
+@pytest.mark.parametrize("log_interval", [0, None])
+def test_without_progress_lines_chunks_run_to_the_epochs_end(monkeypatch, log_interval):
+    result = _run(monkeypatch, log_interval=log_interval, val_while_train=False)
+    assert result.code == contract.OK
+    assert result.chunks == [1, 2, 3]  # the compile step, then each epoch's rest in one chunk
+    assert not [line for line in result.lines if " loss " in line]
+    assert result.lines[-1] == "training finished: 6 steps"
