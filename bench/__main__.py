@@ -19,7 +19,8 @@ from bench.setup_env import ensure_reference_venv
 
 CASES = {"train_step": "bench.case_train_step", "pipeline": "bench.case_pipeline", "render": "bench.case_render",
          "metrics": "bench.case_metrics", "launch": "bench.case_launch", "monitoring": "bench.case_monitoring",
-         "scan": "bench.case_scan", "checkpoint": "bench.case_checkpoint", "startup": "bench.case_startup"}
+         "scan": "bench.case_scan", "checkpoint": "bench.case_checkpoint", "startup": "bench.case_startup",
+         "loop": "bench.case_loop"}
 NEEDS_REFERENCE = {"train_step", "pipeline", "launch"}
 LOCK_PATH = "/tmp/incv4-heavy.lock"
 
