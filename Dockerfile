@@ -75,4 +75,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
 # cann images wrap their ENTRYPOINT in `source set_env.sh`; they also set the same variables with ENV, so replacing
 # that ENTRYPOINT loses nothing (check `docker inspect` of another base image).
 ENTRYPOINT ["incv4", "launch"]
-CMD ["--config", "/etc/incv4/recipe.yaml", "--data-dir", "/data", "--set", "ckpt_save_dir=/ckpt", "--metrics-port", "9400"]
+CMD ["--config", "/etc/incv4/recipe.yaml", "--data-dir", "/data", "--set", "ckpt_save_dir=/ckpt", "--metrics-port", "9400", "--bind-core"]

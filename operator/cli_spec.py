@@ -48,11 +48,13 @@ def build(params: dict, namespace: Optional[str]) -> tuple:
     from incv4.trainer import recipe as recipe_mod
 
     path = params["recipe"] or recipe_mod.shipped_path(DEFAULT_RECIPE)
-    recipe_mod.load(path, params["recipe_overrides"])  # raises RecipeError naming the key
+    recipe = recipe_mod.load(path, params["recipe_overrides"])  # raises RecipeError naming the key
     with open(path, encoding="utf-8") as fh:
         recipe_text = fh.read()
     values = {}
     for spec_field, flag in flagged_fields():
         value = params[spec_field.name]
         values[spec_field.name] = flag.parse(value) if flag.parse else value
-    return JobSpec(namespace=namespace or "default", **values), recipe_text
+    job_spec = JobSpec(namespace=namespace or "default", **values)
+    recipe_mod.check_world_size(recipe, job_spec.nodes * job_spec.npus)  # distribute: False on one NPU only
+    return job_spec, recipe_text

@@ -90,6 +90,8 @@ def launch_command(spec: JobSpec) -> list:
         cmd += ["--set", override]
     # Last, so checkpoints always land on the mounted volume (JobSpec refuses a user's own --set ckpt_save_dir).
     cmd += ["--set", f"ckpt_save_dir={CKPT_MOUNT}", "--metrics-port", str(spec.metrics_port)]
+    if spec.bind_core:  # the seed's msrun --bind_core=True; `incv4 launch` leaves it off, as msrun does
+        cmd += ["--bind-core"]
     if spec.npus != contract.DEFAULT_LOCAL_WORKERS:
         # One worker process per NPU; the launcher's default is a full node's.
         cmd += ["--local-workers", str(spec.npus)]

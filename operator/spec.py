@@ -211,6 +211,11 @@ class JobSpec:
     max_restarts: int = field(default=0, metadata=_flag(
         "--max-restarts", type=int, help="One node only: restarts of the pod's workers after a retryable failure "
                                          "before the pod fails (incv4 launch --max-restarts)."))
+    # The seed's `msrun --bind_core=True`: `incv4 launch --bind-core` in the pod (trainer/launcher/cpu_binding.py).
+    bind_core: bool = field(default=True, metadata=_flag(
+        "--bind-core/--no-bind-core", type=bool,
+        help="Each worker process of a pod on its own share of the pod's CPUs (incv4 launch --bind-core, as the "
+             "seed's msrun --bind_core=True)."))
     ttl_seconds: Optional[int] = field(default=None, metadata=_flag("--ttl", type=int, help="ttlSecondsAfterFinished."))
     node_selector: Mapping[str, str] = field(default_factory=dict, metadata=_flag(
         "--node-selector", multiple=True, metavar="K=V", parse=lambda items: parse_pairs("node_selector", items),
@@ -313,7 +318,7 @@ def check(spec: JobSpec) -> None:
         raise SpecError(f"dataset_host_path {spec.dataset_host_path!r}: must be an absolute path")
     if not isinstance(spec.queue, str) or not _DNS_1123_SUBDOMAIN.match(spec.queue):
         raise SpecError(f"queue {spec.queue!r}: must be a DNS-1123 subdomain (lower-case letters, digits, '-', '.')")
-    _check_restarts(spec)
+    _check_launcher(spec)
     if spec.ttl_seconds is not None:
         _check_int("ttl_seconds", spec.ttl_seconds, low=0, high=INT32_MAX)
     _check_int("metrics_port", spec.metrics_port, low=1, high=65535)
@@ -342,8 +347,11 @@ def check(spec: JobSpec) -> None:
             raise SpecError(f"env {key}: {RESERVED_ENV[key]}, cannot be overridden")
 
 
-def _check_restarts(spec: JobSpec) -> None:
-    """Volcano's restarts of the whole job, and the in-pod restarts of one node's workers (one node only)."""
+def _check_launcher(spec: JobSpec) -> None:
+    """Volcano's restarts of the whole job, the in-pod restarts of one node's workers (one node only), and the pod's
+    CPU binding."""
+    if not isinstance(spec.bind_core, bool):
+        raise SpecError(f"bind_core {spec.bind_core!r}: must be true or false")
     _check_int("max_retry", spec.max_retry, low=0, high=INT32_MAX)
     _check_int("max_restarts", spec.max_restarts, low=0, high=INT32_MAX)
     if spec.max_restarts and spec.nodes > 1:

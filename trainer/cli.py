@@ -99,7 +99,7 @@ def _bind(family: int, address: tuple, dual_stack: bool = False) -> None:
 
 
 def run_training(config, overrides, data_dir, workers, ckpt_path=None, no_resume=False, scale_lr=False,
-                 metrics_port=contract.METRICS_PORT, compile_cache=True, max_restarts=0) -> int:
+                 metrics_port=contract.METRICS_PORT, compile_cache=True, max_restarts=0, bind_core=False) -> int:
     """Validate the recipe, the data and the metrics port, then train with 1 worker in this process or N workers
     via the launcher. Returns the exit code."""
     if max_restarts and workers == 1:  # one worker trains in this process: there is no launcher to restart it
@@ -113,13 +113,24 @@ def run_training(config, overrides, data_dir, workers, ckpt_path=None, no_resume
     if workers == 1:
         from incv4.trainer.launcher.supervisor import run_guarded
 
+        if bind_core:
+            _say_single_worker_binding()
+
         # In a watched child: a decoder that dies on an image is named in one line, exit 2 (supervisor.py).
         return run_guarded(lambda: _train_here(recipe, no_resume, scale_lr, metrics_port), "the training process")
     from incv4.trainer.launcher import plan
 
     return plan.run_local(config, overrides, data_dir, workers, metrics_port, scale_lr,
                           *_worker_flags(ckpt_path, no_resume), compile_cache=compile_cache,
-                          max_restarts=max_restarts)
+                          max_restarts=max_restarts, bind_core=bind_core)
+
+
+def _say_single_worker_binding() -> None:
+    """--bind-core with one worker: its share is every CPU this process may use, which it already runs on."""
+    from incv4.trainer.launcher import cpu_binding
+
+    cpus = cpu_binding.pod_cpus()
+    _say(cpu_binding.describe_plan(cpus, cpu_binding.split(cpus, 1)) + "; one worker: nothing to split")
 
 
 def _train_here(recipe, no_resume, scale_lr, metrics_port) -> int:
@@ -180,16 +191,19 @@ def register(group: click.Group) -> None:
 @options.metrics_port
 @options.compile_cache
 @options.max_restarts
+@options.bind_core
 @click.pass_context
 def train_command(ctx, config, data_dir, overrides, workers, distribute, ckpt_path, no_resume, scale_lr,
-                  metrics_port, compile_cache, max_restarts):
+                  metrics_port, compile_cache, max_restarts, bind_core):
     """Train (or resume) InceptionV4 with a recipe, as MindCV's train.py."""
     if distribute is False:
         if ctx.get_parameter_source("workers") is not ParameterSource.DEFAULT and workers != 1:
             raise RecipeError(f"--distribute False means one worker, but --workers {workers} was given")
         workers = 1
+    if distribute is not None:  # MindCV's flag sets the recipe key, over the recipe file as in MindCV
+        overrides = (*overrides, f"distribute={distribute}")
     sys.exit(run_training(config, overrides, data_dir, workers, ckpt_path, no_resume, scale_lr,
-                          metrics_port, compile_cache, max_restarts))
+                          metrics_port, compile_cache, max_restarts, bind_core))
 
 
 @click.command("validate")

@@ -56,5 +56,9 @@ max_restarts = SharedOption("--max-restarts", type=click.IntRange(min=0), defaul
                             help="One node only: restart the node's workers (all of them, from the newest "
                                  "checkpoint) up to N times after a retryable failure, as torchrun's "
                                  "--max-restarts (exit 1, a kill, exit 3; never exit 2, 4 or a stop request).")
+bind_core = SharedOption("--bind-core/--no-bind-core", default=False, show_default=True,
+                         help="As msrun --bind_core=True: each local worker runs on its own contiguous share of the "
+                              "CPUs this process may use (round-robin, one CPU each, when there are fewer CPUs "
+                              "than workers), handed to MindSpore's set_cpu_affinity where it can bind.")
 grace_period = SharedOption("--grace-period", type=click.FloatRange(min=0), default=contract.LAUNCH_GRACE_PERIOD,
                             show_default=True, help="Seconds between SIGTERM and SIGKILL when stopping workers.")

@@ -16,6 +16,8 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 
 import yaml
 
+from incv4.trainer.data.augment_policy import PolicyError, parse as parse_augment_policy  # pure Python
+
 # libyaml's emitter when PyYAML was built with it: the same text as yaml.safe_dump, and much faster than the
 # pure-Python emitter, which would otherwise dominate `incv4 render`'s own time.
 SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -83,6 +85,42 @@ def _unit_pair(v):
     return _ordered_pair(v) or (None if v[1] <= 1.0 else f"must lie within (0, 1], got {list(v)}")
 
 
+def _supported(names: tuple):
+    """For a MindCV choice incv4 does not implement: refused by name (the key's choices stay MindCV's)."""
+    return lambda v: None if v in names else f"'{v}' is not supported by incv4 (supported: {', '.join(names)})"
+
+
+def _off(v):
+    """MindCV's mixup, cutmix and repeated or split augmentation: InceptionV4's recipe leaves them off."""
+    return None if v == 0 else f"{v} is not supported by incv4 (InceptionV4's recipe leaves it off); set it to 0"
+
+
+def _inert(default, depends_on: str):
+    """A key that only matters through another one incv4 refuses: a value other than its default would be accepted
+    and change nothing."""
+    return lambda v: None if v == default else f"{v} changes nothing: it only matters with {depends_on}; leave it " \
+                                               f"at {default}"
+
+
+def _auto_augment(v):
+    try:
+        parse_augment_policy(v)
+    except PolicyError as err:
+        return str(err)
+    return None
+
+
+# What incv4 builds of MindCV's choices: the one place that says so (trainer/model/optim.py builds exactly these;
+# tests/unit/trainer/model/test_optim.py checks the schedules agree).
+OPTIMIZERS = ("momentum", "sgd")
+SCHEDULERS = ("constant", "cosine_decay", "warmup_cosine_decay", "step_decay", "multi_step_decay",
+              "exponential_decay", "polynomial_decay")
+LOSSES = ("CE",)
+# MindCV 0.3.0's weight-decay filters (config.py --weight_decay_filter; trainer/model/optim.py says what each does)
+WEIGHT_DECAY_FILTERS = ("disable", "auto", "norm_and_bias")
+MIXING = "mixup or cutmix > 0, which incv4 refuses"
+
+
 IMAGENET_MEAN = [0.485 * 255, 0.456 * 255, 0.406 * 255]
 IMAGENET_STD = [0.229 * 255, 0.224 * 255, 0.225 * 255]
 
@@ -90,6 +128,7 @@ IMAGENET_STD = [0.229 * 255, 0.224 * 255, 0.225 * 255]
 KEYS: dict[str, Key] = {
     # system
     "mode": Key("int", 0, choices=(0, 1), help="0 graph mode, 1 PyNative"),
+    # MindCV's default; left out, the worker count decides (check_world_size)
     "distribute": Key("bool", False),
     "val_while_train": Key("bool", False),
     "val_interval": Key("int", 1, _positive),
@@ -110,7 +149,7 @@ KEYS: dict[str, Key] = {
     "num_samples": Key("int", None, _positive, nullable=True),
     "batch_size": Key("int", 128, _positive),
     "drop_remainder": Key("bool", True),
-    "aug_repeats": Key("int", 0, _at_least(0)),
+    "aug_repeats": Key("int", 0, _off),
     # augmentation
     "image_resize": Key("int", 224, _at_least(75)),
     "scale": Key("pair", [0.08, 1.0], _unit_pair),
@@ -119,8 +158,8 @@ KEYS: dict[str, Key] = {
     "vflip": Key("float", 0.0, _probability),
     "color_jitter": Key("float", 0.4, _at_least(0), nullable=True),
     "interpolation": Key("str", "bilinear", choices=("bilinear", "bicubic", "nearest", "area", "lanczos")),
-    "auto_augment": Key("str", None, nullable=True),
-    "aug_splits": Key("int", 0, _at_least(0)),
+    "auto_augment": Key("str", None, _auto_augment, nullable=True),
+    "aug_splits": Key("int", 0, _off),
     "re_prob": Key("float", 0.0, _probability),
     "re_scale": Key("pair", [0.02, 0.33], _unit_pair),
     "re_ratio": Key("pair", [0.3, 3.3], _ordered_pair),
@@ -129,17 +168,20 @@ KEYS: dict[str, Key] = {
     "mean": Key("list", IMAGENET_MEAN),
     "std": Key("list", IMAGENET_STD),
     "crop_pct": Key("float", 0.875, lambda v: None if 0 < v <= 1 else f"must be in (0, 1], got {v}"),
-    "mixup": Key("float", 0.0, _at_least(0)),
-    "cutmix": Key("float", 0.0, _at_least(0)),
-    "cutmix_prob": Key("float", 1.0, _probability),
-    "mixup_prob": Key("float", 1.0, _probability),
-    "mixup_switch_prob": Key("float", 0.5, _probability),
-    "mixup_mode": Key("str", "batch", choices=("batch", "pair", "elem")),
-    "mixup_off_epoch": Key("float", 0.0, _at_least(0)),
+    "mixup": Key("float", 0.0, _off),
+    "cutmix": Key("float", 0.0, _off),
+    # MindCV's Mixup(prob=cutmix_prob): how often a batch is mixed (mindcv/data/loader.py create_loader)
+    "cutmix_prob": Key("float", 1.0, _inert(1.0, MIXING)),
+    # not MindCV 0.3.0 keys (timm's): its create_loader fixes switch_prob 0.5 and mode batch
+    "mixup_prob": Key("float", 1.0, _inert(1.0, MIXING)),
+    "mixup_switch_prob": Key("float", 0.5, _inert(0.5, MIXING)),
+    "mixup_mode": Key("str", "batch", _inert("batch", MIXING), choices=("batch", "pair", "elem")),
+    "mixup_off_epoch": Key("float", 0.0, _inert(0.0, MIXING)),
     # model
     "model": Key("str", "inception_v4", choices=("inception_v4",)),
     "num_classes": Key("int", 1000, _positive),
     "in_channels": Key("int", 3, _positive),
+    # null: the model's default, 0.2 (MindCV's create_model drops None arguments)
     "drop_rate": Key("float", 0.2, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {v}", nullable=True),
     # MindCV's InceptionV4 (mindcv/models/inceptionv4.py) takes no drop_path_rate: create_model passes a non-null
     # value on and the constructor rejects it. 0 and null mean "none" and are accepted.
@@ -162,7 +204,8 @@ KEYS: dict[str, Key] = {
     "clip_value": Key("float", 15.0, _positive),
     "gradient_accumulation_steps": Key("int", 1, _positive),
     # optimizer
-    "opt": Key("str", "adam", choices=("sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad", "lamb", "nadam")),
+    "opt": Key("str", "adam", _supported(OPTIMIZERS),
+               choices=("sgd", "momentum", "adam", "adamw", "lion", "rmsprop", "adagrad", "lamb", "nadam")),
     "momentum": Key("float", 0.9, _probability),
     "weight_decay": Key("float", 1e-6, _at_least(0)),
     "loss_scale_type": Key("str", "fixed", choices=("fixed", "dynamic", "auto")),
@@ -178,7 +221,7 @@ KEYS: dict[str, Key] = {
     # MindCV 0.3.0's weight-decay filter (config.py choices; mindcv/optim/optim_factory.py create_optimizer,
     # mindspore-lab/mindcv tag v0.3.0, commit f9478c6): disable, auto or norm_and_bias, exactly as MindCV. Null (with
     # no filter_bias_and_bn) is MindCV's default, disable: every parameter decays.
-    "weight_decay_filter": Key("str", None, nullable=True, choices=("disable", "auto", "norm_and_bias")),
+    "weight_decay_filter": Key("str", None, nullable=True, choices=WEIGHT_DECAY_FILTERS),
     # MindCV 0.3.0's layer-wise lr decay (param_groups_layer_decay, same commit) needs a layer map the model gives
     # through group_matcher or pretrained_cfg['classifier']; its InceptionV4 has neither, so MindCV puts every
     # parameter in one layer whose lr scale is layer_decay ** 0 = 1: the value would be ignored. Refused unless null.
@@ -186,9 +229,10 @@ KEYS: dict[str, Key] = {
         f"is not supported (got {v}): MindCV 0.3.0 has no layer map for InceptionV4, so every parameter is one "
         f"layer at lr scale 1 and the value is ignored; its weight-decay grouping equals "
         f"weight_decay_filter: norm_and_bias"), nullable=True),
-    "eps": Key("float", 1e-10, _positive),
+    # MindCV 0.3.0's create_optimizer passes eps to RMSProp alone (mindcv/optim/optim_factory.py)
+    "eps": Key("float", 1e-10, _inert(1e-10, "opt: rmsprop, which incv4 refuses")),
     # scheduler
-    "scheduler": Key("str", "cosine_decay", choices=(
+    "scheduler": Key("str", "cosine_decay", _supported(SCHEDULERS), choices=(
         "constant", "cosine_decay", "exponential_decay", "step_decay", "multi_step_decay",
         "warmup_cosine_decay", "one_cycle", "cyclic", "polynomial_decay")),
     "lr": Key("float", 0.001, _positive),
@@ -202,7 +246,7 @@ KEYS: dict[str, Key] = {
     "num_cycles": Key("int", 1, _positive),
     "cycle_decay": Key("float", 1.0, _positive),
     # loss
-    "loss": Key("str", "CE", choices=("CE", "BCE")),
+    "loss": Key("str", "CE", _supported(LOSSES), choices=("CE", "BCE")),
     "label_smoothing": Key("float", 0.0, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {v}"),
     "aux_factor": Key("float", 0.0, _at_least(0)),
     "reduction": Key("str", "mean", choices=("mean", "sum", "none")),
@@ -281,6 +325,16 @@ def _coerce(name: str, key: Key, value: Any) -> Any:
     return value
 
 
+def _check_defaults(full: Mapping[str, Any], given: Mapping[str, Any]) -> None:
+    """A MindCV default incv4 does not implement (opt: adam) is refused as if the recipe had written it."""
+    for name, key in KEYS.items():
+        if name in given or key.check is None or full[name] is None:
+            continue
+        problem = key.check(full[name])
+        if problem:
+            raise RecipeError(f"recipe key '{name}': {problem}; it is MindCV's default when the key is left out")
+
+
 def _unknown_key_error(name: str) -> RecipeError:
     close = difflib.get_close_matches(name, list(KEYS), n=1, cutoff=0.6)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -299,6 +353,9 @@ def _cross_checks(values: Mapping[str, Any]) -> None:
     if any(s <= 0 for s in values["std"]):
         raise RecipeError("recipe key 'std': every value must be > 0")
     _train_step_checks(values)
+    _schedule_checks(values)
+    if values["opt"] == "sgd" and values["use_nesterov"] and values["momentum"] <= 0:
+        raise RecipeError("recipe key 'use_nesterov': Nesterov needs momentum > 0")
     if values["weight_decay_filter"] is not None and values["filter_bias_and_bn"] is not None:
         raise RecipeError("recipe key 'filter_bias_and_bn': MindCV 0.3.0 replaced it by weight_decay_filter; give "
                           "weight_decay_filter alone")
@@ -329,10 +386,20 @@ def _train_step_checks(values: Mapping[str, Any]) -> None:
                           "with ema the EMA weights are evaluated; use one of them")
 
 
+def _schedule_checks(values: Mapping[str, Any]) -> None:
+    """What MindCV's schedules need to be defined (mindcv/scheduler/dynamic_lr.py divides by these)."""
+    name = values["scheduler"]
+    if name in ("step_decay", "cosine_decay", "warmup_cosine_decay") and values["decay_epochs"] < 1:
+        raise RecipeError(f"recipe key 'decay_epochs': {name} needs decay_epochs >= 1")
+    if name == "polynomial_decay" and values["epoch_size"] <= values["warmup_epochs"]:
+        raise RecipeError("recipe key 'warmup_epochs': polynomial_decay needs epochs left after the warm-up")
+
+
 class Recipe(dict):
     """A validated recipe: every MindCV key present, with attribute access (`recipe.batch_size`)."""
 
     name: str = "recipe"
+    given: frozenset = frozenset()  # the keys the recipe, --set or a flag gave (not defaults)
 
     def __getattr__(self, item):
         try:
@@ -363,9 +430,20 @@ def validate(raw: Mapping[str, Any], name: str = "recipe") -> Recipe:
         values[k] = _coerce(k, KEYS[k], v)
     full = {k: (values[k] if k in values else _default(key)) for k, key in KEYS.items()}
     _cross_checks(full)
+    _check_defaults(full, values)  # after the given keys' problems
     recipe = Recipe(full)
-    recipe.name = name
+    recipe.name, recipe.given = name, frozenset(values)
     return recipe
+
+
+def check_world_size(recipe: Recipe, world_size: int) -> None:
+    """`distribute` against the number of workers, before any starts. MindCV's `distribute: False` is a lone
+    process (under msrun, N separate runs of the same recipe): refused with more than one worker. `True` with one
+    worker is MindCV's init() with a single rank, which trains as one device. Left out, the worker count decides
+    (the launcher sets it true for more than one worker)."""
+    if world_size > 1 and not recipe["distribute"] and "distribute" in recipe.given:
+        raise RecipeError(f"recipe key 'distribute': False means one worker, but {world_size} workers were asked "
+                          f"for (set distribute: True, or run one worker)")
 
 
 def _default(key: Key):

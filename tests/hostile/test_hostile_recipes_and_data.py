@@ -79,7 +79,7 @@ def checkpoint_file(tmp_path):
 
 def test_item8_lr_1e_minus_3_is_read_as_a_float_as_mindcv_does(tmp_path):
     path = tmp_path / "mindcv.yaml"
-    path.write_text("lr: 1e-3\nmin_lr: 5e-5\nscale: [8e-2, 1.0]\n")
+    path.write_text("opt: momentum\nlr: 1e-3\nmin_lr: 5e-5\nscale: [8e-2, 1.0]\n")
     recipe = recipes.load(str(path), ["weight_decay=4e-5"])
     assert (recipe.lr, recipe.min_lr, recipe.scale, recipe.weight_decay) == (0.001, 5e-5, [0.08, 1.0], 4e-5)
     assert isinstance(recipe.lr, float)
@@ -105,6 +105,35 @@ def test_item8_duplicate_key_in_a_recipe_is_one_line_naming_the_key(tmp_path, te
     result = CliRunner().invoke(main, [*TRAIN[:2], str(path), *TRAIN[3:], "--data-dir", ten_classes])
     line = _one_line_exit_2(result.exit_code, result.stderr, "'lr'", "given twice", "lines 2 and 4")
     assert line == f"error: recipe file '{path}': key 'lr' is given twice (lines 2 and 4)"
+
+
+# The key-by-key contract audit: what incv4 does not build, or would accept and ignore, is refused by the recipe
+# check in every command that reads a recipe, before MindSpore loads, any worker starts or anything is rendered.
+
+def _audit_commands(data, checkpoint_file):
+    launch = ["launch", "-c", DEMO, "--data-dir", data, "--nodes", "1", "--node-rank", "0", "--master-addr",
+              "127.0.0.1", "--local-workers", "2", "--metrics-port", "0"]
+    render = ["render", "--name", "run", "--image", "registry.example.com/incv4:0.1.0", "--dataset-pvc", "imagenet"]
+    return {"train": [*TRAIN, "--data-dir", data], "launch": launch, "render": render,
+            "validate": ["validate", "-c", DEMO, "--data-dir", data, "--ckpt-path", checkpoint_file]}
+
+
+@pytest.mark.parametrize("command, override, line", [
+    ("train", "opt=adam", "recipe key 'opt': 'adam' is not supported by incv4 (supported: momentum, sgd)"),
+    ("launch", "scheduler=one_cycle", "recipe key 'scheduler': 'one_cycle' is not supported by incv4"),
+    ("render", "loss=BCE", "recipe key 'loss': 'BCE' is not supported by incv4 (supported: CE)"),
+    ("validate", "mixup=0.2", "recipe key 'mixup': 0.2 is not supported by incv4"),
+    ("train", "auto_augment=randaug-m9-n2-w0", "recipe key 'auto_augment': 'randaug-m9-n2-w0': -w0 (weighted op "
+                                               "choice) is not supported"),
+    ("render", "cutmix_prob=0.5", "recipe key 'cutmix_prob': 0.5 changes nothing: it only matters with mixup or "
+                                  "cutmix > 0, which incv4 refuses; leave it at 1.0"),
+    ("launch", "distribute=False", "recipe key 'distribute': False means one worker, but 2 workers were asked for"),
+    ("render", "distribute=False", "recipe key 'distribute': False means one worker, but 8 workers were asked for"),
+])
+def test_audit_refusals_are_one_line_before_mindspore_loads(ten_classes, checkpoint_file, command, override, line):
+    code, stderr, mindspore = _fresh_cli(*_audit_commands(ten_classes, checkpoint_file)[command], "--set", override)
+    _one_line_exit_2(code, stderr, line)
+    assert not mindspore
 
 
 # Item 7: tracebacks and wrong exit codes (recipes and data)

@@ -24,8 +24,9 @@ def launch_worker(worker: str, work_dir, worker_args, local_workers: int = 2) ->
     os.makedirs(os.path.join(data, "train", "a"), exist_ok=True)  # launch checks the data: one class, one image
     Image.new("RGB", (8, 8)).save(os.path.join(data, "train", "a", "0.jpg"))
     return subprocess.run([sys.executable, "-m", "incv4.trainer.launcher.launch", "--worker-script", str(worker),
-                           "--data-dir", data, "--set", "num_classes=1", "--local-workers", str(local_workers),
-                           "--nodes", "1", "--node-rank", "0", "--master-addr", "127.0.0.1", "--master-port",
-                           str(free_port()), "--log-dir", os.path.join(str(work_dir), "logs"), "--metrics-port", "0",
+                           "--data-dir", data, "--set", "num_classes=1", "--set", "opt=momentum",  # not MindCV's adam
+                           "--local-workers", str(local_workers), "--nodes", "1", "--node-rank", "0", "--master-addr",
+                           "127.0.0.1", "--master-port", str(free_port()), "--log-dir",
+                           os.path.join(str(work_dir), "logs"), "--metrics-port", "0",
                            "--no-compile-cache", "--"] + list(worker_args),
                           env=clean_env(), capture_output=True, text=True, timeout=HANG_GUARD)

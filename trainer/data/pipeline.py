@@ -38,7 +38,6 @@ from incv4.trainer import contract
 from incv4.trainer.data.check import available_cores
 from incv4.trainer.data.folder import DataError, ImageFolder, class_folders, list_image_folder
 from incv4.trainer.data.transforms import RandomErasing, eval_transforms, train_transforms
-from incv4.trainer.recipe import RecipeError
 
 # How long the post-mortem replay may decode before it gives up naming the file.
 REPLAY_TIMEOUT = 300.0
@@ -264,13 +263,6 @@ def _check_num_classes(folder: ImageFolder, recipe) -> None:
                         f"{recipe.num_classes}")
 
 
-def _unsupported_keys(recipe) -> None:
-    for key in ("mixup", "cutmix", "aug_repeats", "aug_splits"):
-        if recipe[key]:
-            raise RecipeError(f"recipe key '{key}': {recipe[key]} is not supported by incv4 (InceptionV4's recipe "
-                              f"leaves it off); set it to 0")
-
-
 def create_train_dataset(recipe, rank_id: int = 0, rank_size: int = 1, epoch: int = 0,
                          num_parallel_workers: Optional[int] = None, folder: Optional[ImageFolder] = None,
                          normalize: bool = True):
@@ -283,7 +275,6 @@ def create_train_dataset(recipe, rank_id: int = 0, rank_size: int = 1, epoch: in
     import mindspore.dataset as ds
 
     _check_rank(rank_id, rank_size)
-    _unsupported_keys(recipe)
     if folder is None:
         folder = list_image_folder(recipe.data_dir, recipe.train_split)
     _check_num_classes(folder, recipe)

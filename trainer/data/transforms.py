@@ -20,6 +20,13 @@ sign, not 0.1 + 0.18*level) and there is no per-image magnitude noise (MindCV dr
 Posterize passes 8 - bits_to_keep where MindSpore expects the bits to keep, so MindCV posterizes to 1-2 bits where
 the paper (and incv4) keep 4-8.
 
+RandAugment (`randaug-...`, its parts read as MindCV reads them by augment_policy): MindSpore's C++
+`vision.RandAugment`, n ops per image at MindCV's level L, with 11 magnitude bins so that L is L/10 of each op's
+range as in MindCV (Rotate 3*L degrees, Shear 0.03*L, Translate 4.5*L % of the image). Differences: MindSpore's op
+set is torchvision's (Identity where MindCV has Invert), a chosen op always applies (MindCV: with probability 0.5),
+the enhance ops are MindCV's `-inc` ones (factor 1 +- 0.09*L with a random sign; MindCV without -inc: 0.1 + 0.18*L)
+and there is no magnitude noise (MindCV: N(L, 0.5)).
+
 `mindspore` is imported inside the functions, so importing this module stays cheap.
 """
 from __future__ import annotations
@@ -29,7 +36,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from incv4.trainer.recipe import RecipeError
+from incv4.trainer.data.augment_policy import LEVEL_DENOM, parse as parse_policy
 
 
 def _interpolation(name: str):
@@ -78,33 +85,21 @@ def _to_chw(recipe, normalize: bool) -> list:
     return ops
 
 
-def _randaug_arguments(policy: str):
-    """(num_ops, magnitude) of a timm-style "randaug-mM-nN" policy name (defaults 2 and 9)."""
-    num_ops, magnitude = 2, 9
-    for part in policy.split("-")[1:]:
-        if part.startswith("n") and part[1:].isdigit():
-            num_ops = int(part[1:])
-        elif part.startswith("m") and part[1:].isdigit():
-            magnitude = int(part[1:])
-    return num_ops, magnitude
-
-
 def _auto_augment(recipe, interpolation):
+    """MindSpore's op for the recipe's policy, read as MindCV reads it (augment_policy; the recipe has refused
+    every string it cannot run)."""
     from mindspore.dataset import vision
 
-    policy = str(recipe.auto_augment)
+    policy = parse_policy(recipe.auto_augment)
     fill = tuple(min(255, int(round(m))) for m in recipe.mean)
-    if policy == "autoaug":
+    if policy.name == "autoaug":
         return vision.AutoAugment(policy=vision.AutoAugmentPolicy.IMAGENET, interpolation=interpolation,
                                   fill_value=fill)
-    if policy == "trivialaugwide":
+    if policy.name == "trivialaugwide":
         return vision.TrivialAugmentWide(interpolation=interpolation, fill_value=fill)
-    if policy.startswith("randaug"):
-        num_ops, magnitude = _randaug_arguments(policy)
-        return vision.RandAugment(num_ops=num_ops, magnitude=magnitude, num_magnitude_bins=max(31, magnitude + 1),
-                                  interpolation=interpolation, fill_value=fill)
-    raise RecipeError(f"recipe key 'auto_augment': '{policy}' is not supported "
-                      f"(use autoaug, randaug-mM-nN, trivialaugwide or null)")
+    # LEVEL_DENOM + 1 bins put MindSpore's magnitude index on MindCV's scale: level L is L/10 of each op's range
+    return vision.RandAugment(num_ops=policy.num_ops, magnitude=policy.level, num_magnitude_bins=LEVEL_DENOM + 1,
+                              interpolation=interpolation, fill_value=fill)
 
 
 class RandomErasing:

@@ -16,6 +16,7 @@ Exit codes (trainer/contract.py), so Volcano policies can tell "retry" from "per
 A worker that fails first with 143 (stopped by someone else's SIGTERM) makes the launcher exit 143 too.
 With --max-restarts N (one node only; exit 2 with several) an outcome 1 or 3 first restarts the node's workers up to
 N times (supervisor.py); the code above is the last attempt's.
+With --bind-core (msrun's --bind_core=True) each worker runs on its own share of the pod's CPUs (cpu_binding.py).
 """
 from __future__ import annotations
 
@@ -48,11 +49,12 @@ from incv4.trainer.contract import DEFAULT_LOCAL_WORKERS
 @click.option("--threads-per-worker", type=click.IntRange(min=0), default=0,
               help="CPU threads per worker (0 = cores / local workers).")
 @options.compile_cache
+@options.bind_core
 @click.option("--worker-script", hidden=True, help="Run this Python file instead of the trainer (tests, benchmarks).")
 @click.argument("train_args", nargs=-1, type=click.UNPROCESSED)
 def launch_command(config, data_dir, overrides, nodes, node_rank, master_addr, master_port, local_workers, log_dir,
                    cluster_timeout, grace_period, max_restarts, metrics_port, scale_lr, threads_per_worker,
-                   compile_cache, worker_script, train_args):
+                   compile_cache, bind_core, worker_script, train_args):
     """Start this pod's share of a data-parallel training job (the scheduler on node 0, the local workers
     everywhere) from Volcano's environment, and supervise it. Arguments after `--` go to every worker."""
     from incv4.trainer.launcher import plan
@@ -81,7 +83,7 @@ def launch_command(config, data_dir, overrides, nodes, node_rank, master_addr, m
                         log_dir or os.path.join(recipe.ckpt_save_dir, "logs"), cluster_timeout=cluster_timeout,
                         grace_period=grace_period, metrics_port=metrics_port, threads_per_worker=threads_per_worker,
                         compile_cache=cache, metrics_addr=POD_ADDR,  # Prometheus scrapes the pod's IP
-                        max_restarts=max_restarts)
+                        max_restarts=max_restarts, bind_core=bind_core)
     sys.exit(code)
 
 

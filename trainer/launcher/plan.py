@@ -41,6 +41,7 @@ def plan_worker_args(recipe_path: Optional[str], overrides: Iterable[str], data_
 
     overrides = list(overrides)
     recipe = recipe_lib.load(recipe_path, overrides, data_dir=data_dir)
+    recipe_lib.check_world_size(recipe, world_size)
     if check_images:
         from incv4.trainer.data.check import check_run_data
 
@@ -48,7 +49,8 @@ def plan_worker_args(recipe_path: Optional[str], overrides: Iterable[str], data_
     else:
         recipe_lib.require_data_dir(recipe, [recipe.train_split])
     say(f"global batch {recipe.batch_size * world_size} = batch_size {recipe.batch_size} x {world_size} workers")
-    extra_sets = [f"distribute={'True' if world_size > 1 else 'False'}"] + _lr_sets(recipe, world_size, scale_lr, say)
+    # more than one worker is data parallel: the workers' recipe says so (one worker keeps what the recipe says)
+    extra_sets = (["distribute=True"] if world_size > 1 else []) + _lr_sets(recipe, world_size, scale_lr, say)
     args: list = []
     if recipe_path:
         args += ["--config", os.path.abspath(recipe_path)]
@@ -125,7 +127,8 @@ def run_local(config: Optional[str], overrides: Iterable[str] = (), data_dir: Op
               workers: int = DEFAULT_LOCAL_WORKERS, metrics_port: int = contract.METRICS_PORT, scale_lr: bool = False,
               *extra_args: str, log_dir: Optional[str] = None, cluster_timeout: int = CLUSTER_TIMEOUT,
               grace_period: float = contract.LAUNCH_GRACE_PERIOD, threads_per_worker: int = 0,
-              worker_script: Optional[str] = None, compile_cache: bool = True, max_restarts: int = 0) -> int:
+              worker_script: Optional[str] = None, compile_cache: bool = True, max_restarts: int = 0,
+              bind_core: bool = False) -> int:
     """`incv4 train --workers N`: the launcher on one node (127.0.0.1, a free port). Raises RecipeError (one line)
     for a bad recipe or data dir before anything starts; otherwise returns the launcher's exit code."""
     from incv4.trainer.launcher.supervisor import run_node
@@ -137,4 +140,5 @@ def run_local(config: Optional[str], overrides: Iterable[str] = (), data_dir: Op
         return run_node(topology, worker_command(args, worker_script),
                         log_dir or os.path.join(recipe.ckpt_save_dir, "logs"), cluster_timeout=cluster_timeout,
                         grace_period=grace_period, metrics_port=metrics_port, threads_per_worker=threads_per_worker,
-                        compile_cache=cache, metrics_addr=LOCAL_ADDR, max_restarts=max_restarts)
+                        compile_cache=cache, metrics_addr=LOCAL_ADDR, max_restarts=max_restarts,
+                        bind_core=bind_core)

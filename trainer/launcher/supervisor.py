@@ -31,6 +31,7 @@ from typing import IO, Callable, List, Optional, Sequence
 
 from incv4.trainer import contract
 from incv4.trainer.contract import DATA_TRAIL_ENV
+from incv4.trainer.launcher import cpu_binding
 from incv4.trainer.launcher.environment import default_threads_per_worker, scheduler_env, worker_env
 from incv4.trainer.launcher.topology import Topology
 from incv4.trainer.metrics import exporter as metrics_lib
@@ -68,6 +69,19 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
     except OSError:
         pass
+
+
+def _child_setup(cpus: Optional[Sequence[int]]) -> Callable[[], None]:
+    """What the child does before exec: die with the launcher and, with --bind-core, take its CPU share (the whole
+    process, every thread it will start, as msrun's `taskset -c`)."""
+    if cpus is None:
+        return _die_with_parent
+
+    def setup() -> None:
+        _die_with_parent()
+        cpu_binding.bind_process(cpus)
+
+    return setup
 
 
 @dataclass
@@ -128,7 +142,7 @@ class Launcher:
     def __init__(self, topology: Topology, worker_command: Sequence[str], log_dir: str, *,
                  cluster_timeout: int, grace_period: float,
                  threads_per_worker: int = 0, compile_cache: Optional[str] = None, max_restarts: int = 0,
-                 out: IO[str] = None, err: IO[str] = None):
+                 bind_core: bool = False, out: IO[str] = None, err: IO[str] = None):
         if max_restarts and topology.nodes > 1:
             raise ValueError(restarts_refusal(topology.nodes))
         self.topology = topology
@@ -139,6 +153,8 @@ class Launcher:
         self.cluster_timeout = cluster_timeout
         self.grace_period = grace_period
         self.threads = threads_per_worker or default_threads_per_worker(topology.local_workers)
+        # --bind-core: one CPU share per local worker, split from the CPUs this launcher may use (cpu_binding.py)
+        self.cpu_shares = cpu_binding.split(cpu_binding.pod_cpus(), topology.local_workers) if bind_core else None
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.workers: List[_Process] = []
@@ -157,7 +173,8 @@ class Launcher:
             print(f"[{proc.name}] {line}", file=self.out, flush=True)
 
     # -- starting ---------------------------------------------------------------------------------------------
-    def _spawn(self, name: str, rank: Optional[int], argv: List[str], env: dict, log_name: str) -> _Process:
+    def _spawn(self, name: str, rank: Optional[int], argv: List[str], env: dict, log_name: str,
+               cpus: Optional[Sequence[int]] = None) -> _Process:
         log_path = os.path.join(self.log_dir, log_name)
         # A restart appends: the failed attempt's log stays readable above the marker line.
         with open(log_path, "a" if self._restarts else "w", encoding="utf-8") as log:
@@ -166,7 +183,7 @@ class Launcher:
                 log.flush()
             offset = log.tell()
             popen = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True, preexec_fn=_die_with_parent)
+                                     start_new_session=True, preexec_fn=_child_setup(cpus))
         return _Process(name=name, rank=rank, popen=popen, log_path=log_path, _offset=offset)
 
     def start(self) -> None:
@@ -182,12 +199,25 @@ class Launcher:
             trail = os.path.join(self.log_dir, f"worker_{rank}.data-trail.json")
             _remove_quietly(trail)  # a previous run's trail (incv4's own file, like the log beside it)
             env[DATA_TRAIL_ENV] = trail
-            worker = self._spawn(f"rank {rank}", rank, self.worker_command, env, f"worker_{rank}.log")
+            cpus = self._cpu_share(local_rank, env)
+            worker = self._spawn(f"rank {rank}", rank, self.worker_command, env, f"worker_{rank}.log", cpus)
             worker.trail_path = trail
             self.workers.append(worker)
         self.say(f"{topo.describe()}; {self.threads} CPU thread(s) per worker; logs in {self.log_dir}")
+        if self.cpu_shares is not None and not self._restarts:
+            self.say(cpu_binding.describe_plan(cpu_binding.pod_cpus(), self.cpu_shares))
         if self.compile_cache:
             self.say(f"graph compile cache: {self.compile_cache}")
+
+    def _cpu_share(self, local_rank: int, env: dict) -> Optional[List[int]]:
+        """This worker's CPU share (None without --bind-core), told to it in `env`; an outer run's share is not."""
+        for key in (cpu_binding.CPU_SHARE_ENV, cpu_binding.MSRUN_CPU_LIST_ENV):
+            env.pop(key, None)
+        if self.cpu_shares is None:
+            return None
+        share = self.cpu_shares[local_rank]
+        env.update(cpu_binding.worker_env(share))
+        return share
 
     # -- supervising ------------------------------------------------------------------------------------------
     def _on_signal(self, signum, _frame) -> None:
@@ -427,7 +457,7 @@ def _describe_code(code: Optional[int]) -> str:
 def run_node(topology: Topology, worker_command: Sequence[str], log_dir: str, *, cluster_timeout: int,
              grace_period: float, metrics_port: int, threads_per_worker: int = 0,
              compile_cache: Optional[str] = None, metrics_addr: str = metrics_lib.LOCAL_ADDR,
-             max_restarts: int = 0) -> int:
+             max_restarts: int = 0, bind_core: bool = False) -> int:
     """Run one node's share of the job (scheduler on node 0, local workers everywhere) while serving the local
     ranks' /metrics on `metrics_addr`:`metrics_port` (0 = off), restarting the local group up to `max_restarts`
     times; returns the exit code. The one /metrics endpoint outlives every restart. A port that cannot be served is
@@ -446,7 +476,7 @@ def run_node(topology: Topology, worker_command: Sequence[str], log_dir: str, *,
             [topology.rank(i) for i in range(topology.local_workers)])
         launcher = Launcher(topology, worker_command, log_dir, cluster_timeout=cluster_timeout,
                             grace_period=grace_period, threads_per_worker=threads_per_worker,
-                            compile_cache=compile_cache, max_restarts=max_restarts)
+                            compile_cache=compile_cache, max_restarts=max_restarts, bind_core=bind_core)
         return launcher.run(launcher_metrics)
     finally:
         if server is not None:

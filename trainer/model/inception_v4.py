@@ -19,7 +19,7 @@ Differences from MindCV (none changes a parameter name or shape, nor any result 
 """
 from __future__ import annotations
 
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 from mindspore import Tensor, lazy_inline, nn, ops
 from mindspore.common.initializer import Constant, XavierUniform, initializer
@@ -35,6 +35,7 @@ MIN_IMAGE_SIZE = 75
 
 BN_EPS = 0.001  # MindCV's (and TF-slim's) BatchNorm epsilon for InceptionV4
 BN_MOMENTUM = 0.9997  # MindCV's moving-average momentum
+DROP_RATE = 0.2  # MindCV's InceptionV4 default (mindcv/models/inceptionv4.py)
 
 # The 14 repeated blocks (InceptionA/B/C) are compiled once each as a reusable subgraph and then inlined ("front"):
 # graph mode otherwise parses and optimises 14 inlined copies, so compiling takes clearly less time with the step
@@ -245,7 +246,7 @@ class InceptionV4(nn.Cell):
         bn_beta_init: initial value of every BatchNorm beta (shift). Default: 0.0 (MindCV's).
     """
 
-    def __init__(self, num_classes: int = 1000, in_channels: int = 3, drop_rate: float = 0.2,
+    def __init__(self, num_classes: int = 1000, in_channels: int = 3, drop_rate: float = DROP_RATE,
                  bn_momentum: float = BN_MOMENTUM, bn_beta_init: float = 0.0) -> None:
         super().__init__()
         m = bn_momentum
@@ -279,14 +280,15 @@ def _set_bn_beta(network: nn.Cell, value: float) -> None:
             cell.beta.set_data(initializer(Constant(value), cell.beta.shape, cell.beta.dtype))
 
 
-def inception_v4(num_classes: int = 1000, in_channels: int = 3, drop_rate: float = 0.2,
+def inception_v4(num_classes: int = 1000, in_channels: int = 3, drop_rate: Optional[float] = DROP_RATE,
                  bn_momentum: float = BN_MOMENTUM, bn_beta_init: float = 0.0) -> InceptionV4:
-    """InceptionV4 with MindCV's parameter names and shapes; see `InceptionV4`."""
+    """InceptionV4 with MindCV's parameter names and shapes; see `InceptionV4`. drop_rate None is the default,
+    as MindCV's create_model drops None arguments (a recipe's `drop_rate: null`)."""
     for name, value in (("num_classes", num_classes), ("in_channels", in_channels)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"inception_v4: {name} must be a positive integer, got {value!r}")
     if drop_rate is None:
-        drop_rate = 0.0
+        drop_rate = DROP_RATE
     if not 0.0 <= drop_rate < 1.0:
         raise ValueError(f"inception_v4: drop_rate must be in [0, 1), got {drop_rate!r}")
     if not 0.0 < bn_momentum < 1.0:

@@ -101,7 +101,7 @@ def run_validate(recipe, ckpt_path: str, log: Callable[[str], None] = print) -> 
     cpu_backend.prepare(device, log)  # before MindSpore runs a kernel
     set_context(recipe, device, log)  # with jit_level, as MindCV's validate.py
     network = inception_v4(num_classes=recipe.num_classes, in_channels=recipe.in_channels,
-                           drop_rate=recipe.drop_rate or 0.0, bn_momentum=recipe.bn_momentum,
+                           drop_rate=recipe.drop_rate, bn_momentum=recipe.bn_momentum,
                            bn_beta_init=recipe.bn_beta_init)
     if ckpt_path:
         _load_checkpoint(network, recipe, ckpt_path)

@@ -143,7 +143,7 @@ def _build_network(recipe: Recipe, amp_level: str):
     from incv4.trainer.model.inception_v4 import inception_v4
 
     network = inception_v4(num_classes=recipe.num_classes, in_channels=recipe.in_channels,
-                           drop_rate=recipe.drop_rate or 0.0, bn_momentum=recipe.bn_momentum,
+                           drop_rate=recipe.drop_rate, bn_momentum=recipe.bn_momentum,
                            bn_beta_init=recipe.bn_beta_init)
     if recipe.ckpt_path:
         load_finetune_weights(network, recipe.ckpt_path, log, ema=recipe.ema)

@@ -73,6 +73,7 @@ def set_up_device(recipe, rank: int, rank_size: int) -> tuple[str, int, int]:
     import mindspore as ms
 
     from incv4.trainer import cpu_backend
+    from incv4.trainer.launcher.cpu_binding import hand_to_mindspore
     from incv4.trainer.launcher.environment import apply_worker_settings
 
     device = choose_device(recipe.device_target)
@@ -82,6 +83,7 @@ def set_up_device(recipe, rank: int, rank_size: int) -> tuple[str, int, int]:
     apply_worker_settings()  # under the launcher: the per-worker CPU thread count, so N workers share the cores
     if device == "Ascend" and "DEVICE_ID" in os.environ:
         ms.set_context(device_id=int(os.environ["DEVICE_ID"]))
+    hand_to_mindspore(log)  # --bind-core: after the device, before the first graph (MindSpore's order); every rank
     if rank_size > 1:
         from mindspore.communication import get_group_size, get_rank, init
 

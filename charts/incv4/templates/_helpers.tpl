@@ -162,6 +162,10 @@ values:recipe.inline
 - ckpt_save_dir=/ckpt
 - --metrics-port
 - {{ include "incv4.metricsPort" . | quote }}
+{{- if .Values.bindCore }}
+{{- /* the seed's msrun --bind_core=True; incv4 launch leaves it off, as msrun does */}}
+- --bind-core
+{{- end }}
 {{- if ne (int .Values.npusPerNode) (int $contract.defaultLocalWorkers) }}
 {{- /* one worker process per NPU; the launcher's default is a full node's */}}
 - --local-workers

@@ -49,7 +49,7 @@ def job_spec_for(chart, values: dict, release: str = RELEASE, namespace: str = N
         recipe=source, recipe_overrides=tuple(v["recipe"]["overrides"]),
         dataset_pvc=dataset_pvc, dataset_host_path=dataset_host_path, ckpt_pvc=ckpt_pvc,
         queue=v["queue"]["name"], priority_class=v["priorityClassName"] or None, max_retry=v["maxRetry"],
-        max_restarts=v["maxRestarts"],
+        max_restarts=v["maxRestarts"], bind_core=v["bindCore"],
         ttl_seconds=v.get("ttlSecondsAfterFinished"), node_selector=dict(v["nodeSelector"]),
         tolerations=tuple(v["tolerations"]), cpu=str(requests["cpu"]) if requests["cpu"] else None,
         memory=str(requests["memory"]) if requests["memory"] else None, shm_size=v["shmSize"],
@@ -73,6 +73,7 @@ EXTRA = [
     {"nodeSelector": {"host-arch": "huawei-x86"}},  # the user's label wins here too
     {"metricsPort": 9555, "maxRetry": 0},
     {"maxRestarts": 2, "maxRetry": 1},  # in-pod restarts of the one node's workers (incv4 launch --max-restarts)
+    {"bindCore": False},  # the seed's msrun --bind_core=True turned off (incv4 launch --bind-core)
 ]
 
 

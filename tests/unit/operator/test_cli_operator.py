@@ -55,7 +55,7 @@ def test_render_json_is_a_list_and_submit_client_dry_run_prints_the_same():
 
 def test_render_with_a_recipe_file_and_a_cpu_chip(tmp_path):
     recipe = tmp_path / "small.yaml"
-    recipe.write_text("device_target: CPU\nbatch_size: 2\nnum_classes: 10\n", encoding="utf-8")
+    recipe.write_text("device_target: CPU\nbatch_size: 2\nnum_classes: 10\nopt: momentum\n", encoding="utf-8")
     result = run("render", *BASE, "-c", str(recipe), "--chip", "cpu", "--npus", "2")
     assert result.exit_code == 0, result.output
     configmap, job = yaml.safe_load_all(result.stdout)
@@ -162,7 +162,9 @@ def test_every_job_spec_field_but_the_namespace_is_a_render_and_submit_flag():
         for spec_field in dataclasses.fields(JobSpec):
             if spec_field.name in flagless:
                 continue
-            assert params[spec_field.name].opts == list(spec_field.metadata["flag"].decls), spec_field.name
+            spellings = [name for decl in spec_field.metadata["flag"].decls for name in decl.split("/")]
+            param = params[spec_field.name]  # an on/off flag ("--bind-core/--no-bind-core") has both spellings
+            assert param.opts + param.secondary_opts == spellings, spec_field.name
             if spec_field.default is not dataclasses.MISSING and not params[spec_field.name].multiple:
                 assert params[spec_field.name].default == spec_field.default, spec_field.name
 

@@ -205,6 +205,15 @@ def test_in_pod_restarts_reach_the_launch_command_of_a_single_node_job_only():
         spec(max_restarts=-1)
 
 
+def test_pods_bind_each_worker_to_its_cpu_share_as_the_seeds_msrun_unless_told_not_to():
+    """The seed's `msrun --bind_core=True`: on by default in rendered pods, off with --no-bind-core."""
+    assert spec().bind_core is True
+    assert render.launch_command(spec()).count("--bind-core") == 1
+    assert "--bind-core" not in render.launch_command(spec(bind_core=False))
+    with pytest.raises(SpecError, match=r"^bind_core 'yes': must be true or false$"):
+        spec(bind_core="yes")
+
+
 def test_container_command_env_ports_and_mounts():
     job = render.render_job(spec(recipe_overrides=("epoch_size=2", "lr=0.1"), metrics_port=9555,
                                  env={"ZED": "1", "ALPHA": "2"}))
@@ -212,7 +221,8 @@ def test_container_command_env_ports_and_mounts():
     assert container["command"] == render.launch_command(spec(recipe_overrides=("epoch_size=2", "lr=0.1"),
                                                               metrics_port=9555)) == [
         "incv4", "launch", "--config", "/etc/incv4/recipe.yaml", "--data-dir", "/data",
-        "--set", "epoch_size=2", "--set", "lr=0.1", "--set", "ckpt_save_dir=/ckpt", "--metrics-port", "9555"]
+        "--set", "epoch_size=2", "--set", "lr=0.1", "--set", "ckpt_save_dir=/ckpt", "--metrics-port", "9555",
+        "--bind-core"]
     assert container["ports"] == [{"name": "metrics", "containerPort": 9555, "protocol": "TCP"}]
     env = {e["name"]: e for e in container["env"]}
     assert env["ASCEND_VISIBLE_DEVICES"]["valueFrom"]["fieldRef"]["fieldPath"] == \

@@ -239,3 +239,18 @@ def test_distribute_false_alone_means_one_worker(repo_root, demo_data, monkeypat
     result = _run("train", "-c", str(repo_root / DEMO), "--data-dir", str(demo_data), "--distribute", "False",
                   "--workers", "1")
     assert result.exit_code == 0 and calls[1][3] == 1
+
+
+def test_mindcvs_distribute_flag_sets_the_recipe_key(repo_root, demo_data, monkeypatch, tmp_path):
+    """`--distribute True` is MindCV's flag over the recipe file's `distribute`, never accepted and ignored."""
+    from incv4.trainer import cli as trainer_cli
+
+    calls = []
+    monkeypatch.setattr(trainer_cli, "run_training", lambda *args: calls.append(args) or 0)
+    lone = tmp_path / "lone.yaml"
+    lone.write_text((repo_root / DEMO).read_text().replace("distribute: True", "distribute: False", 1))
+    result = _run("train", "-c", str(lone), "--data-dir", str(demo_data), "--distribute", "True", "--workers", "2")
+    assert result.exit_code == 0, result.output
+    assert calls[0][1][-1] == "distribute=True" and calls[0][3] == 2
+    _run("train", "-c", str(lone), "--data-dir", str(demo_data), "--distribute", "False")
+    assert calls[1][1][-1] == "distribute=False" and calls[1][3] == 1

@@ -133,3 +133,83 @@ def test_train_step_extras_are_accepted():
     recipe = rc.load(ASCEND, ["ema=true", "clip_grad=true", "gradient_accumulation_steps=4",
                               "loss_scale_type=dynamic", "drop_overflow_update=true"])
     assert (recipe.ema, recipe.clip_grad, recipe.gradient_accumulation_steps) == (True, True, 4)
+
+
+@pytest.mark.parametrize("override, message", [
+    # MindCV's choices incv4 does not build: refused here, not when MindSpore has started (trainer/model/optim.py)
+    ("opt=adam", "recipe key 'opt': 'adam' is not supported by incv4 (supported: momentum, sgd)"),
+    ("opt=lion", "recipe key 'opt': 'lion' is not supported by incv4 (supported: momentum, sgd)"),
+    ("scheduler=one_cycle", "recipe key 'scheduler': 'one_cycle' is not supported by incv4 (supported: constant, "
+                            "cosine_decay, warmup_cosine_decay, step_decay, multi_step_decay, exponential_decay, "
+                            "polynomial_decay)"),
+    ("scheduler=cyclic", "recipe key 'scheduler': 'cyclic' is not supported by incv4 (supported: constant, "
+                         "cosine_decay, warmup_cosine_decay, step_decay, multi_step_decay, exponential_decay, "
+                         "polynomial_decay)"),
+    ("loss=BCE", "recipe key 'loss': 'BCE' is not supported by incv4 (supported: CE)"),
+    ("decay_epochs=0", "recipe key 'decay_epochs': warmup_cosine_decay needs decay_epochs >= 1"),
+    # what MindCV's data pipeline does that InceptionV4's recipe leaves off (trainer/data/pipeline.py)
+    ("mixup=0.2", "recipe key 'mixup': 0.2 is not supported by incv4 (InceptionV4's recipe leaves it off); set it "
+                  "to 0"),
+    ("cutmix=1.0", "recipe key 'cutmix': 1.0 is not supported by incv4 (InceptionV4's recipe leaves it off); set it "
+                   "to 0"),
+    ("aug_repeats=3", "recipe key 'aug_repeats': 3 is not supported by incv4 (InceptionV4's recipe leaves it off); "
+                      "set it to 0"),
+    ("aug_splits=3", "recipe key 'aug_splits': 3 is not supported by incv4 (InceptionV4's recipe leaves it off); "
+                     "set it to 0"),
+    ("auto_augment=augmix", "recipe key 'auto_augment': 'augmix' is not supported (use autoaug, randaug-mM-nN, "
+                            "trivialaugwide or null)"),
+])
+def test_what_incv4_does_not_build_is_refused_at_validation(override, message):
+    with pytest.raises(rc.RecipeError) as info:
+        rc.load(ASCEND, [override])
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["scheduler=polynomial_decay", "warmup_epochs=200"], "recipe key 'warmup_epochs': polynomial_decay needs epochs "
+                                                          "left after the warm-up"),
+    (["opt=sgd", "use_nesterov=true", "momentum=0"], "recipe key 'use_nesterov': Nesterov needs momentum > 0"),
+])
+def test_schedules_and_optimizers_mindspore_would_refuse_are_refused_at_validation(overrides, message):
+    with pytest.raises(rc.RecipeError) as info:
+        rc.load(ASCEND, overrides)
+    assert str(info.value) == message
+
+
+def test_mindcvs_default_optimizer_adam_is_refused_when_left_out(tmp_path):
+    path = tmp_path / "no_opt.yaml"
+    path.write_text("batch_size: 8\n")
+    with pytest.raises(rc.RecipeError) as info:
+        rc.load(str(path))
+    assert str(info.value) == ("recipe key 'opt': 'adam' is not supported by incv4 (supported: momentum, sgd); it is "
+                               "MindCV's default when the key is left out")
+    assert rc.load(str(path), ["opt=sgd"]).opt == "sgd"
+
+
+MIXING = "mixup or cutmix > 0, which incv4 refuses"
+
+
+@pytest.mark.parametrize("key, value, shown, depends_on, default", [
+    # MindCV's create_loader hands cutmix_prob to its Mixup as the chance a batch is mixed
+    ("cutmix_prob", "0.5", "0.5", MIXING, "1.0"),
+    # incv4-only (timm's) keys: MindCV's create_loader fixes switch_prob 0.5 and mode batch
+    ("mixup_prob", "0.5", "0.5", MIXING, "1.0"),
+    ("mixup_switch_prob", "0.2", "0.2", MIXING, "0.5"),
+    ("mixup_mode", "elem", "elem", MIXING, "batch"),
+    ("mixup_off_epoch", "10", "10.0", MIXING, "0.0"),
+    # MindCV 0.3.0's create_optimizer passes eps to RMSProp alone
+    ("eps", "1e-8", "1e-08", "opt: rmsprop, which incv4 refuses", "1e-10"),
+])
+def test_keys_that_would_change_nothing_are_refused_naming_what_they_depend_on(key, value, shown, depends_on,
+                                                                                default):
+    with pytest.raises(rc.RecipeError) as info:
+        rc.load(ASCEND, [f"{key}={value}"])
+    assert str(info.value) == (f"recipe key '{key}': {shown} changes nothing: it only matters with {depends_on}; "
+                               f"leave it at {default}")
+    assert rc.load(ASCEND, [f"{key}={default}"])[key] == rc.KEYS[key].default  # the default itself is fine
+
+
+def test_drop_rate_null_is_the_models_default_as_in_mindcv():
+    """MindCV's create_model drops None arguments, so InceptionV4 keeps its drop_rate default, 0.2."""
+    assert rc.load(ASCEND, ["drop_rate=null"]).drop_rate is None
+    assert rc.load(ASCEND).drop_rate == 0.2

@@ -130,4 +130,4 @@ def test_top_k_needs_evaluation_while_training():
         rc.validate({"ckpt_save_policy": "top_k"})
     assert str(info.value) == ("recipe key 'ckpt_save_policy': top_k keeps the checkpoints with the best top-1 and "
                                "needs val_while_train: true")
-    assert rc.validate({"ckpt_save_policy": "top_k", "val_while_train": True}).ckpt_save_policy == "top_k"
+    assert rc.validate({"ckpt_save_policy": "top_k", "val_while_train": True, "opt": "momentum"}).ckpt_save_policy == "top_k"

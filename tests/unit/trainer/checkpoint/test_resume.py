@@ -128,4 +128,4 @@ def test_resume_opt_needs_ckpt_path():
     with pytest.raises(RecipeError) as info:
         rc.validate({"resume_opt": True})
     assert str(info.value) == "recipe key 'resume_opt': needs ckpt_path (the checkpoint to resume the optimizer from)"
-    assert rc.validate({"resume_opt": True, "ckpt_path": "w.ckpt"}).resume_opt is True
+    assert rc.validate({"resume_opt": True, "ckpt_path": "w.ckpt", "opt": "momentum"}).resume_opt is True

@@ -65,7 +65,8 @@ class Job:
             Image.new("RGB", (8, 8)).save(data / "train" / "a" / "0.jpg")
         self.port = port or free_port()
         self.cmd = [sys.executable, "-m", "incv4.trainer.launcher.launch", "--worker-script", PROBE,
-                    "--data-dir", str(data), "--set", "num_classes=1", "--local-workers", str(workers), "--nodes", str(nodes),
+                    "--data-dir", str(data), "--set", "num_classes=1", "--set", "opt=momentum",  # not MindCV's adam
+                    "--local-workers", str(workers), "--nodes", str(nodes),
                     "--node-rank", str(node_rank), "--master-addr", "127.0.0.1", "--master-port", str(self.port),
                     "--log-dir", str(self.logs), "--metrics-port", "0", "--cluster-timeout", str(cluster_timeout),
                     "--grace-period", str(grace), "--no-compile-cache", "--", "--out", str(self.out), *probe_args]
@@ -214,7 +215,7 @@ def test_bad_environment_or_recipe_is_one_line_and_exit_2(env, argv, message, mo
         monkeypatch.delenv(key, raising=False)
     (tmp_path / "train").mkdir()
     argv = argv if "--data-dir" in argv else argv + ["--data-dir", str(tmp_path)]
-    result = CliRunner().invoke(launch_command, argv + ["--metrics-port", "0"], env=env)
+    result = CliRunner().invoke(launch_command, argv + ["--set", "opt=momentum", "--metrics-port", "0"], env=env)
     assert result.exit_code == contract.USAGE
     lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and message in lines[0], result.output

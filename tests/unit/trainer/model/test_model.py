@@ -226,5 +226,18 @@ def test_drop_path_rate_is_refused_as_mindcv_refuses_it():
         rc.validate({"drop_path_rate": 0.1})
     assert str(info.value) == ("recipe key 'drop_path_rate': must be 0 or null, got 0.1: MindCV's InceptionV4 has "
                                "no drop path (stochastic depth)")
-    assert rc.validate({"drop_path_rate": 0}).drop_path_rate == 0.0
-    assert rc.validate({"drop_path_rate": None}).drop_path_rate is None
+    assert rc.validate({"drop_path_rate": 0, "opt": "momentum"}).drop_path_rate == 0.0
+    assert rc.validate({"drop_path_rate": None, "opt": "momentum"}).drop_path_rate is None
+
+
+def test_drop_rate_null_is_the_models_default_as_mindcvs_create_model():
+    """A recipe's `drop_rate: null` reaches the model as None: MindCV's create_model drops None arguments, so its
+    InceptionV4 keeps drop_rate 0.2; incv4's inception_v4 does the same."""
+    factory = pytest.importorskip("mindcv.models", reason="mindcv==0.3.0 (the dev extra) is the oracle")
+    from incv4.trainer import recipe as rc
+
+    theirs = factory.create_model("inception_v4", num_classes=10, drop_rate=None)
+    ours = inception_v4(num_classes=10, drop_rate=rc.load(rc.shipped_path("inception_v4_ascend.yaml"),
+                                                          ["drop_rate=null"]).drop_rate)
+    assert ours.dropout.p == theirs.dropout.p == 0.2
+    assert inception_v4(num_classes=10, drop_rate=0.0).dropout.p == 0.0

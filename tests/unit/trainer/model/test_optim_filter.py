@@ -186,14 +186,6 @@ def test_mindcv_layer_decay_ignores_its_value_on_inception_v4(inception, layer_d
     assert decayed == {p.name for p in ours[0]["params"]}
 
 
-def test_create_optimizer_never_ignores_layer_decay(pynative):
-    from incv4.trainer.model import optim
-
-    r = dict(_recipe(None, opt="momentum"), layer_decay=0.75)  # past the recipe's own refusal
-    with pytest.raises(RecipeError, match="^recipe key 'layer_decay': "):
-        optim.create_optimizer(_tiny(), r, 0.1)
-
-
 # ------------------------------------------------------------------------------------------------------------
 # recipe: MindCV's defaults and choices, refusals in one line
 

@@ -16,7 +16,8 @@ def test_flags_reach_train(monkeypatch, tmp_path):
         return 143
 
     monkeypatch.setattr(loop, "train", fake_train)
-    code = worker.main(["--data_dir", str(tmp_path), "--set", "epoch_size=3", "--set", "lr=0.5",
+    code = worker.main(["--data_dir", str(tmp_path), "--set", "opt=momentum", "--set", "epoch_size=3",
+                        "--set", "lr=0.5",
                         "--ckpt-path", str(tmp_path / "w.ckpt"), "--no-resume", "--scale-lr"])
     assert code == 143
     recipe = seen["recipe"]
