@@ -2,16 +2,17 @@
 stop flag) once per chunk instead of after every step, so on an NPU the host never waits for the device between
 the steps of a chunk (issue 20, item 3).
 
-The compiled ChunkedStep (chunked_step.py) keeps the chunk's Tally on the device, updated by every step; the host
-reads it once at the chunk's end. The same cell runs under both feeds (feeds.py): batch by batch from the host,
-or from MindSpore's device queue (dataset sink mode).
+The host launches a chunk's steps (the compiled ChunkedStep, chunked_step.py) without waiting for any of them, keeps
+their outputs as device tensors and reads them at the chunk's end, the one wait for the device; `tally_of` turns
+what it read into the chunk's Tally. The same cell runs under both feeds (feeds.py): batch by batch from the host, or from
+MindSpore's device queue (dataset sink mode).
 
 Every rank computes the same chunk lengths from the plan (next_chunk_steps), so every rank reads the all-reduced
 stop flag after the same step and all of them stop together at a chunk's end."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 # The longest chunk. A SIGTERM is honoured at the end of the chunk after the one it landed in (the step that
 # carries the flag belongs to the next chunk at worst): at most 2 x 50 steps, 8.1 s at the seed's 80.97 ms/step,
@@ -42,3 +43,13 @@ class Tally:
     worst_in_row: int  # the longest run of non-finite steps in a row reached within the chunk
     stop_any: bool  # some rank had a stop request at the chunk's last step
     data_wait: float = 0.0  # seconds the host waited for batches (0 from the device queue)
+
+
+def tally_of(finite: Sequence[bool], loss: float, stop_any: bool, in_row: int, data_wait: float = 0.0) -> Tally:
+    """The Tally of a chunk whose steps were finite or not in order, `in_row` non-finite steps in a row before it."""
+    nonfinite, worst = 0, in_row
+    for step_finite in finite:
+        in_row = 0 if step_finite else in_row + 1
+        nonfinite += not step_finite
+        worst = max(worst, in_row)
+    return Tally(len(finite), loss, nonfinite, in_row, worst, stop_any, data_wait)

@@ -1,10 +1,10 @@
 """How batches reach the chunked train step (chunks.py), one chunk of steps at a time.
 
 - StepwiseFeed: the host's pipeline hands each batch to the compiled step; the host does not wait for the
-  device between the steps of a chunk (graph-mode calls are asynchronous on an NPU) and reads the tally once.
+  device between the steps of a chunk (graph-mode calls are asynchronous on an NPU) and reads their outputs once.
 - SinkFeed (recipe dataset_sink_mode on Ascend or GPU): MindSpore's data sinking, `mindspore.data_sink`, as the
   published recipe asks. The run's batches go through MindSpore's device queue, so the step takes its batch on
-  the device, and the host only launches steps and reads the tally at a chunk's end. MindSpore refuses data
+  the device, and the host only launches steps and reads their outputs at a chunk's end. MindSpore refuses data
   sinking on the CPU (mindspore/train/data_sink.py: "Data sinking supports ascend or gpu device target"), so
   tests run this feed with a stand-in for `data_sink` that calls the step per batch.
 
@@ -13,18 +13,16 @@ each built as the stepwise feed builds it (Run.epoch_batches), so a resume sees 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional
 
+from incv4.trainer.training.chunked_step import ChunkedStep, build_chunked_step, read_chunk
 from incv4.trainer.training.chunks import Tally
-
-if TYPE_CHECKING:
-    from incv4.trainer.training.chunked_step import ChunkedStep
 
 SINK_DEVICES = ("Ascend", "GPU")
 
 
 class StepwiseFeed:
-    def __init__(self, chunked: "ChunkedStep", stop, before_first_call: Callable, clock: Callable = time.monotonic):
+    def __init__(self, chunked: ChunkedStep, stop, before_first_call: Callable, clock: Callable = time.monotonic):
         self.chunked = chunked
         self.stop = stop
         self.before_first_call = before_first_call
@@ -36,9 +34,8 @@ class StepwiseFeed:
         self._batches = iter(epoch_batches(epoch, skip=skip))
 
     def run(self, steps: int, in_row: int) -> Tally:
-        """Up to `steps` steps (fewer only if the epoch's batches run out), then one read of the tally."""
-        self.chunked.start_chunk(in_row)
-        done, wait = 0, 0.0
+        """Up to `steps` steps (fewer only if the epoch's batches run out), then one read of their outputs."""
+        outputs, wait = [], 0.0
         for _ in range(steps):
             asked = self.clock()
             batch = next(self._batches, None)
@@ -51,9 +48,8 @@ class StepwiseFeed:
             if not self.compiled:  # the first call compiles the graph: once per node (compile_share.py)
                 self.before_first_call(self.chunked, images, labels)
                 self.compiled = True
-            self.chunked(images, labels)
-            done += 1
-        return self.chunked.read(done, wait)
+            outputs.append(self.chunked(images, labels))
+        return read_chunk(outputs, in_row, wait)
 
 
 class RunBatches:
@@ -83,9 +79,9 @@ def _numpy(value):
 class SinkFeed:
     """One `mindspore.data_sink` for the whole run (a new one per epoch would compile the step again), one batch
     per call: each call is one step fed from the device queue. The chunk's steps are launched back to back and
-    the tally read once, as with the stepwise feed."""
+    their outputs read once, as with the stepwise feed."""
 
-    def __init__(self, chunked: "ChunkedStep", stop, source: RunBatches, jit_level: str):
+    def __init__(self, chunked: ChunkedStep, stop, source: RunBatches, jit_level: str):
         import mindspore as ms
         import mindspore.dataset as ds
 
@@ -99,15 +95,15 @@ class SinkFeed:
         """Nothing to do: the device queue holds the run's epochs in order."""
 
     def run(self, steps: int, in_row: int) -> Tally:
-        self.chunked.start_chunk(in_row)
+        outputs = []
         for _ in range(steps):
             if self.stop.requested:
                 self.chunked.request_stop()
-            self._sink()
-        return self.chunked.read(steps)
+            outputs.append(self._sink())
+        return read_chunk(outputs, in_row)
 
 
-def _step_of(chunked: "ChunkedStep"):
+def _step_of(chunked: ChunkedStep):
     def sink_step(images, labels):
         return chunked(images, labels)
     return sink_step
@@ -120,8 +116,6 @@ def uses_sink(recipe, device: str) -> bool:
 
 def feed_for(run, stop):
     """The feed the run's recipe and device call for, over a chunked train step (chunked_step.py) built here."""
-    from incv4.trainer.training.chunked_step import build_chunked_step
-
     chunked = build_chunked_step(run.train_step)
     if uses_sink(run.recipe, run.device):
         source = RunBatches(run.epoch_batches, run.position, run.recipe.epoch_size, run.steps_per_epoch)

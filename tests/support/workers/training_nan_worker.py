@@ -33,13 +33,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return runs[-1]
 
     class NanAtSteps(chunked_step.ChunkedStep):
-        def start_chunk(self, in_row):
-            self.next_step = runs[-1].position.global_step + 1  # the loop counts a chunk's steps at its end
-            super().start_chunk(in_row)
+        chunk_start, in_chunk = None, 0
 
         def __call__(self, images, labels):
-            self.train_step.with_loss.loss.set_nan(self.next_step in nan_steps)
-            self.next_step += 1
+            start = runs[-1].position.global_step  # the loop counts a chunk's steps at its end
+            if start != self.chunk_start:
+                self.chunk_start, self.in_chunk = start, 0
+            self.in_chunk += 1
+            self.train_step.with_loss.loss.set_nan(start + self.in_chunk in nan_steps)
             return super().__call__(images, labels)
 
     loop.build_run = capturing_build_run

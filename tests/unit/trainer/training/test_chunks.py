@@ -1,6 +1,6 @@
 """Steps in chunks (chunks.py, chunked_step.py, feeds.py) with MindSpore's real compiled step on a tiny network
-(graph mode, CPU): the chunk plan, the device-side tally against the same steps read one by one, one host read
-per chunk, the stop request, and the sink feed.
+(graph mode, CPU): the chunk plan, a chunk's tally against the same steps read one by one, one host read per
+chunk, the stop request, and the sink feed.
 
 MindSpore refuses data sinking on the CPU (test_mindspore_refuses_data_sinking_on_the_cpu), so the sink feed runs
 here with a stand-in for `mindspore.data_sink` that calls the step once per batch of the dataset, as MindSpore's
@@ -21,7 +21,7 @@ from training_nan import LossWithGain  # noqa: E402
 from incv4.trainer.checkpoint.store import Position  # noqa: E402
 from incv4.trainer.training import feeds  # noqa: E402
 from incv4.trainer.training.chunked_step import build_chunked_step  # noqa: E402
-from incv4.trainer.training.chunks import MAX_CHUNK_STEPS, next_chunk_steps  # noqa: E402
+from incv4.trainer.training.chunks import MAX_CHUNK_STEPS, next_chunk_steps, tally_of  # noqa: E402
 from incv4.trainer.training.step import build_train_step  # noqa: E402
 from incv4.trainer.training.stop import StopRequest  # noqa: E402
 
@@ -39,6 +39,20 @@ from incv4.trainer.training.stop import StopRequest  # noqa: E402
 ])
 def test_the_chunk_plan(step_in_epoch, steps_per_epoch, log_interval, first, steps):
     assert next_chunk_steps(step_in_epoch, steps_per_epoch, log_interval, first) == steps
+
+
+@pytest.mark.parametrize("finite, in_row, nonfinite, in_row_after, worst", [
+    ([True, True], 0, 0, 0, 0),
+    ([True, False, False, True, False], 0, 3, 1, 2),
+    ([False, False, True], 2, 2, 0, 4),  # the run carried in from the chunk before goes on
+    ([True], 3, 0, 0, 3),  # the worst run counts the carried one, as the guard reads it
+    ([], 1, 0, 1, 1),
+])
+def test_a_tally_counts_the_non_finite_steps_and_their_runs(finite, in_row, nonfinite, in_row_after, worst):
+    tally = tally_of(finite, 0.5, True, in_row, 0.25)
+    assert (tally.steps, tally.nonfinite_steps, tally.nonfinite_in_row, tally.worst_in_row) == (
+        len(finite), nonfinite, in_row_after, worst)
+    assert (tally.loss, tally.stop_any, tally.data_wait) == (0.5, True, 0.25)
 
 
 class Tiny(nn.Cell):
@@ -113,22 +127,27 @@ def test_non_finite_steps_in_a_row_carry_over_into_the_next_chunk():
     assert (second.nonfinite_steps, second.worst_in_row, second.nonfinite_in_row) == (1, 2, 0)
 
 
-def test_the_host_reads_from_the_device_once_per_chunk(monkeypatch):
+def test_the_host_reads_nothing_until_the_chunks_last_step_is_launched(monkeypatch):
     step, _, loss = _build()
     batches = [(ms.Tensor(x), ms.Tensor(y)) for x, y in _batches(6)]
     feed = feeds.StepwiseFeed(build_chunked_step(step), StopRequest(), lambda *args: None)
     feed.begin_epoch(lambda epoch, skip: iter(batches), 0, 0)
     feed.run(1, in_row=0)  # compiled before counting
-    reads = []
-    real = ms.Tensor.asnumpy
+    events, chunked, real = [], feed.chunked, ms.Tensor.asnumpy
 
-    def counted(self):
-        reads.append(self.shape)
+    def launched(images, labels):
+        events.append("step")
+        return chunked(images, labels)
+
+    def read(self):
+        events.append("read")
         return real(self)
 
-    monkeypatch.setattr(ms.Tensor, "asnumpy", counted)
+    monkeypatch.setattr(feed, "chunked", launched)  # no stop request here: the feed only calls it
+    monkeypatch.setattr(ms.Tensor, "asnumpy", read)
     assert feed.run(5, in_row=0).steps == 5
-    assert len(reads) == 1
+    # one wait for the device (the first read, the last step's loss), then the finished steps' flags and the stop
+    assert events == ["step"] * 5 + ["read"] * (1 + 5 + 1)
 
 
 def test_a_stop_request_reaches_the_tally_from_the_next_step_on():
