@@ -15,8 +15,9 @@ cpu_backend.cap_onednn_isa()
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
-# Free space the e2e tests need for their temporary files at any one time (the 8-rank launch test's checkpoints
-# and graph caches, measured at ~3 GB); below it, checkpoint writes fail and the tests that read them fail.
+# Free space the e2e tests need for their temporary files at any one time (the multi-node launch test's checkpoints
+# and graph caches, measured at ~3 GB when it ran 8 ranks, now 4); below it, checkpoint writes fail and the tests
+# that read them fail.
 E2E_DISK_NEEDED = 4 * 10**9
 _free_at_start = {}
 
@@ -49,6 +50,21 @@ def _node_data_check_cache():
     yield
     if not existed:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _mindspore_failure_dumps():
+    """A graph that fails to compile makes MindSpore write rank_<n>/om/analyze_fail.ir under MS_OM_PATH, the working
+    directory by default: keep the dumps of tests that fail a compile on purpose (and of their subprocesses) in a
+    folder of the session's own, removed at its end."""
+    if "MS_OM_PATH" in os.environ:
+        yield
+        return
+    path = tempfile.mkdtemp(prefix="incv4-test-om-")
+    os.environ["MS_OM_PATH"] = path
+    yield
+    os.environ.pop("MS_OM_PATH", None)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
