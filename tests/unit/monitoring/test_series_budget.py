@@ -14,10 +14,10 @@ from incv4.trainer import contract as M
 from incv4.trainer.metrics.exporter import BUCKETS
 
 POD = textwrap.dedent("""
-    import sys, tempfile
+    import sys
     from incv4.trainer.metrics import exporter as m
     from prometheus_client import generate_latest
-    m.prepare_multiprocess_dir(tempfile.mkdtemp(prefix="incv4-test-series-"))
+    m.prepare_multiprocess_dir(sys.argv[1])  # the test's own folder (tmp_path)
     launcher = m.LauncherMetrics(ranks=range(8))
     for rank in range(8):
         t = m.TrainerMetrics(rank, {"model": "inception_v4", "mindspore_version": "2.10.0", "world_size": "8",
@@ -37,13 +37,14 @@ POD = textwrap.dedent("""
 PER_RANK = 64   # the budget the bench measured with; a new series per rank must be a decision, not an accident
 
 
-def pod_samples():
-    out = subprocess.run([sys.executable, "-c", POD], capture_output=True, text=True, check=True, timeout=120).stdout
+def pod_samples(folder):
+    out = subprocess.run([sys.executable, "-c", POD, str(folder)], capture_output=True, text=True, check=True,
+                         timeout=120).stdout
     return [sample for family in text_string_to_metric_families(out) for sample in family.samples]
 
 
-def test_a_pod_of_8_ranks_exports_a_fixed_number_of_series_per_rank():
-    samples = pod_samples()
+def test_a_pod_of_8_ranks_exports_a_fixed_number_of_series_per_rank(tmp_path):
+    samples = pod_samples(tmp_path)
     per_rank = Counter(sample.labels[M.RANK] for sample in samples)
     assert per_rank == {str(rank): PER_RANK for rank in range(8)}
     histogram_series = {metric: len(buckets) + 1 + 2 for metric, buckets in BUCKETS.items()}  # +Inf, _sum, _count
@@ -51,13 +52,13 @@ def test_a_pod_of_8_ranks_exports_a_fixed_number_of_series_per_rank():
                         + len([m for m in M.METRICS if m.kind != M.HISTOGRAM]) - 1)
 
 
-def test_every_label_is_bounded():
+def test_every_label_is_bounded(tmp_path):
     """No label takes a value per step, epoch, time or message: each comes from a fixed set or is the rank."""
     allowed = {M.RANK: {str(rank) for rank in range(8)}, M.TOPK: {M.TOP1, M.TOP5},
                M.REASON: set(M.ALL_EXIT_REASONS),
                "le": {str(b) for buckets in BUCKETS.values() for b in buckets} | {"+Inf"}}
     build_info = set(M.BUILD_INFO_LABELS)
-    for sample in pod_samples():
+    for sample in pod_samples(tmp_path):
         for label, value in sample.labels.items():
             if label in build_info:
                 assert sample.name == M.BUILD_INFO.name, (sample.name, label)  # fixed for the whole run
