@@ -33,9 +33,26 @@ class _DuplicateKey(yaml.constructor.ConstructorError):
         self.key, self.first_line = key, first_line
 
 
+# Deeper YAML is no recipe (one nests 2 levels). A limit of our own: PyYAML's composer recurses per level, and
+# Python's recursion limit is whatever an import set it to (MindSpore's sets 10000, where 5000 levels take ~20 s and
+# could overflow the C stack before RecursionError).
+MAX_NESTING = 64
+
+
 class _RecipeLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, except that a key given twice in one mapping is an error: YAML says keys are unique,
-    and PyYAML would silently keep the last value."""
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (YAML says keys are unique,
+    and PyYAML would silently keep the last value), and nesting deeper than MAX_NESTING is a RecursionError."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                raise RecursionError(f"nested deeper than {MAX_NESTING} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node, deep=False):
         seen: dict = {}

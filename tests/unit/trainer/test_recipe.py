@@ -1,4 +1,6 @@
 """Recipes: the shipped Ascend recipe is MindCV's, and bad input is one line naming the key."""
+import sys
+
 import pytest
 import yaml
 
@@ -213,3 +215,17 @@ def test_drop_rate_null_is_the_models_default_as_in_mindcv():
     """MindCV's create_model drops None arguments, so InceptionV4 keeps its drop_rate default, 0.2."""
     assert rc.load(ASCEND, ["drop_rate=null"]).drop_rate is None
     assert rc.load(ASCEND).drop_rate == 0.2
+
+
+def test_nesting_is_limited_by_the_recipe_not_by_pythons_recursion_limit():
+    """MindSpore's import sets the recursion limit to 10000; the recipe's own limit holds whatever it is."""
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(10000)
+    try:
+        deepest = "a: " + "[" * (rc.MAX_NESTING - 1) + "]" * (rc.MAX_NESTING - 1)  # the mapping is 1 level
+        assert rc.parse_yaml_text(deepest, "r")["a"] is not None
+        for text in ("a: " + "[" * rc.MAX_NESTING + "]" * rc.MAX_NESTING, "[" * 5000 + "]" * 5000):
+            with pytest.raises(rc.RecipeError, match="nested too deeply"):
+                rc.parse_yaml_text(text, "r")
+    finally:
+        sys.setrecursionlimit(before)
