@@ -154,7 +154,8 @@ class Launcher:
         self.grace_period = grace_period
         self.threads = threads_per_worker or default_threads_per_worker(topology.local_workers)
         # --bind-core: one CPU share per local worker, split from the CPUs this launcher may use (cpu_binding.py)
-        self.cpu_shares = cpu_binding.split(cpu_binding.pod_cpus(), topology.local_workers) if bind_core else None
+        self.pod_cpus = cpu_binding.pod_cpus() if bind_core else None
+        self.cpu_shares = cpu_binding.split(self.pod_cpus, topology.local_workers) if bind_core else None
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.workers: List[_Process] = []
@@ -205,7 +206,7 @@ class Launcher:
             self.workers.append(worker)
         self.say(f"{topo.describe()}; {self.threads} CPU thread(s) per worker; logs in {self.log_dir}")
         if self.cpu_shares is not None and not self._restarts:
-            self.say(cpu_binding.describe_plan(cpu_binding.pod_cpus(), self.cpu_shares))
+            self.say(cpu_binding.describe_plan(self.pod_cpus, self.cpu_shares))
         if self.compile_cache:
             self.say(f"graph compile cache: {self.compile_cache}")
 
